@@ -1,0 +1,32 @@
+"""The one table of appliance model limits. Every path that adds a server checks it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GB = 10**9  # disk capacities are sold in decimal gigabytes
+TB = 10**12
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    max_servers: int
+    local_bytes: int
+    disks: int
+    raid: str
+    vm_cpus: int
+    vm_memory_mib: int
+
+
+MODEL_LIMITS: dict[str, ModelLimits] = {
+    "V1": ModelLimits(
+        max_servers=2, local_bytes=450 * GB, disks=1, raid="none", vm_cpus=2, vm_memory_mib=4096
+    ),
+    "V2": ModelLimits(
+        max_servers=8, local_bytes=2 * TB, disks=4, raid="RAID5", vm_cpus=4, vm_memory_mib=16384
+    ),
+}
+
+
+def limits_for(model: str) -> ModelLimits:
+    return MODEL_LIMITS[model]

@@ -1,0 +1,1 @@
+"""Billing: price book, subscriptions, usage, invoices (built by the billing issue)."""

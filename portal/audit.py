@@ -1,0 +1,57 @@
+"""The audit log writer. Services call ``record`` for every change they make."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from portal.models import AuditEvent, Customer, User
+
+
+def client_ip(request) -> str | None:
+    """The caller's address; REMOTE_ADDR only, since forwarded headers can be forged."""
+    if request is None:
+        return None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _customer_of(obj: models.Model | None) -> Customer | None:
+    if obj is None:
+        return None
+    if isinstance(obj, Customer):
+        return obj
+    path = getattr(type(obj), "tenant_path", None)
+    if not path:
+        return None
+    target: Any = obj
+    for part in path.split("__"):
+        target = getattr(target, part, None)
+        if target is None:
+            return None
+    return target
+
+
+def record(
+    actor: User | None,
+    action: str,
+    obj: models.Model | None = None,
+    *,
+    request=None,
+    customer: Customer | None = None,
+    detail: dict | None = None,
+) -> AuditEvent:
+    """Write one audit event: ``actor`` did ``action`` to ``obj``."""
+    return AuditEvent.objects.create(
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor_label=(
+            actor.get_username() if actor is not None and actor.is_authenticated else "system"
+        ),
+        customer=customer or _customer_of(obj),
+        action=action,
+        object_type=obj._meta.label if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None else "",
+        object_repr=str(obj)[:200] if obj is not None else "",
+        ip_address=client_ip(request),
+        detail=detail or {},
+    )
