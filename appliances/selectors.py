@@ -13,6 +13,7 @@ def appliances_for(user: User) -> QuerySet[Appliance]:
         Appliance.objects.for_user(user)
         .select_related("customer", "site")
         .annotate(server_count=Count("servers", distinct=True))
+        .order_by("customer__name", "name")
     )
 
 

@@ -1,0 +1,123 @@
+"""factory_boy factories for the portal's models. Tests build what they need with these."""
+
+import datetime as dt
+
+import factory
+from django.utils import timezone
+
+from appliances.models import Alert, Appliance, Job, ProtectedServer, Volume
+from portal.models import AuditEvent, Customer, Role, Site, User
+from restores.models import RecoveryPoint
+
+DEFAULT_PASSWORD = "correct-horse-battery-staple"
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Customer
+
+    name = factory.Sequence(lambda n: f"Customer {n}")
+    contact_email = factory.LazyAttribute(lambda o: f"it@{o.name.replace(' ', '').lower()}.example")
+
+
+class SiteFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Site
+
+    customer = factory.SubFactory(CustomerFactory)
+    name = factory.Sequence(lambda n: f"Site {n}")
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda o: f"{o.username}@bdr.example")
+    role = Role.CUSTOMER_USER
+    customer = factory.Maybe(
+        factory.LazyAttribute(lambda o: o.role in (Role.CUSTOMER_ADMIN, Role.CUSTOMER_USER)),
+        yes_declaration=factory.SubFactory(CustomerFactory),
+        no_declaration=None,
+    )
+    is_staff = factory.LazyAttribute(lambda o: o.role == Role.MSP_ADMIN)
+    is_superuser = factory.LazyAttribute(lambda o: o.role == Role.MSP_ADMIN)
+
+    @factory.post_generation
+    def password(obj, create, extracted, **kwargs):
+        obj.set_password(extracted or DEFAULT_PASSWORD)
+        if create:
+            obj.save(update_fields=["password"])
+
+
+class ApplianceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Appliance
+
+    serial = factory.Sequence(lambda n: f"SN{n:06}")
+    name = factory.Sequence(lambda n: f"nas-{n}")
+    model = "V2"
+    customer = factory.SubFactory(CustomerFactory)
+    site = factory.SubFactory(SiteFactory, customer=factory.SelfAttribute("..customer"))
+    capacity_bytes = 2 * 10**12
+    purchased_on = dt.date(2026, 1, 1)
+
+
+class ProtectedServerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ProtectedServer
+
+    appliance = factory.SubFactory(ApplianceFactory)
+    name = factory.Sequence(lambda n: f"srv{n}")
+    hostname = factory.LazyAttribute(lambda o: f"{o.name}.corp.local")
+
+
+class VolumeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Volume
+
+    server = factory.SubFactory(ProtectedServerFactory)
+    name = "C"
+    source = "/dev/null"
+    size_bytes = 100 * 2**30
+
+
+class JobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Job
+
+    appliance = factory.SubFactory(ApplianceFactory)
+    server = factory.SubFactory(ProtectedServerFactory, appliance=factory.SelfAttribute("..appliance"))
+    kind = "backup"
+    state = "succeeded"
+
+
+class AlertFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Alert
+
+    appliance = factory.SubFactory(ApplianceFactory)
+    customer = factory.SelfAttribute("appliance.customer")
+    kind = "backup_failed"
+    message = factory.Sequence(lambda n: f"Backup failed #{n}")
+
+
+class RecoveryPointFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RecoveryPoint
+
+    server = factory.SubFactory(ProtectedServerFactory)
+    agent_id = factory.Sequence(lambda n: f"pt{n:08}")
+    volume = "C"
+    taken_at = factory.Sequence(lambda n: timezone.now() - dt.timedelta(minutes=15 * n))
+    size_bytes = 10 * 2**30
+
+
+class AuditEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AuditEvent
+
+    customer = factory.SubFactory(CustomerFactory)
+    action = "test.event"
+    actor_label = "system"

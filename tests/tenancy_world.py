@@ -1,0 +1,60 @@
+"""Two tenants with one of everything, for the isolation tests.
+
+Everything of the other tenant carries OTHER_MARK in its name, so a page that leaks it is
+caught by a text search; URL kwargs are filled from ``ids_of(world.other)``.
+"""
+
+from dataclasses import dataclass, field
+
+from portal.models import Role
+from tests import factories as f
+
+OTHER_MARK = "ZZOTHERTENANT"
+
+
+@dataclass
+class Tenant:
+    customer: object
+    objects: dict = field(default_factory=dict)
+    users: dict = field(default_factory=dict)
+
+
+def build_tenant(label: str) -> Tenant:
+    customer = f.CustomerFactory(name=f"{label} customer")
+    site = f.SiteFactory(customer=customer, name=f"{label} site")
+    appliance = f.ApplianceFactory(customer=customer, site=site, name=f"{label}-nas")
+    server = f.ProtectedServerFactory(appliance=appliance, hostname=f"{label}-server")
+    tenant = Tenant(customer=customer)
+    tenant.objects = {
+        "customer": customer,
+        "site": site,
+        "appliance": appliance,
+        "server": server,
+        "volume": f.VolumeFactory(server=server, name=f"{label}vol"[:60]),
+        "job": f.JobFactory(appliance=appliance, server=server, log=f"{label} job log"),
+        "alert": f.AlertFactory(appliance=appliance, message=f"{label} alert"),
+        "point": f.RecoveryPointFactory(server=server, volume=f"{label}vol"[:60]),
+        "audit": f.AuditEventFactory(customer=customer, object_repr=f"{label} audited thing"),
+    }
+    for role in (Role.CUSTOMER_ADMIN, Role.CUSTOMER_USER):
+        tenant.users[role] = f.UserFactory(role=role, customer=customer, username=f"{label}-{role}")
+    tenant.objects["user"] = tenant.users[Role.CUSTOMER_USER]
+    return tenant
+
+
+@dataclass
+class World:
+    own: Tenant
+    other: Tenant
+    msp: dict
+
+
+def build_world() -> World:
+    return World(
+        own=build_tenant("owntenant"),
+        other=build_tenant(OTHER_MARK),
+        msp={
+            Role.MSP_ADMIN: f.UserFactory(role=Role.MSP_ADMIN, username="msp-admin"),
+            Role.TECHNICIAN: f.UserFactory(role=Role.TECHNICIAN, username="msp-tech"),
+        },
+    )
