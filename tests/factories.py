@@ -88,7 +88,9 @@ class JobFactory(factory.django.DjangoModelFactory):
         model = Job
 
     appliance = factory.SubFactory(ApplianceFactory)
-    server = factory.SubFactory(ProtectedServerFactory, appliance=factory.SelfAttribute("..appliance"))
+    server = factory.SubFactory(
+        ProtectedServerFactory, appliance=factory.SelfAttribute("..appliance")
+    )
     kind = "backup"
     state = "succeeded"
 

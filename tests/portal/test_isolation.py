@@ -127,7 +127,9 @@ def test_every_route_is_known_to_the_walker(db):
 
 
 @pytest.mark.parametrize("role", CUSTOMER_ROLES)
-def test_customer_roles_get_404_for_other_tenants_objects_everywhere(client, db, role, queued_tasks):
+def test_customer_roles_get_404_for_other_tenants_objects_everywhere(
+    client, db, role, queued_tasks
+):
     world = build_world()
     user = world.own.users[role]
     client.force_login(user)

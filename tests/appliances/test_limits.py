@@ -1,0 +1,56 @@
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from appliances import services
+from appliances.models import ProtectedServer
+from portal.models import Role
+from tests.factories import ApplianceFactory, UserFactory
+
+
+@pytest.mark.parametrize(("model", "limit"), [("V1", 2), ("V2", 8)])
+def test_service_refuses_a_server_past_the_model_limit(db, model, limit):
+    appliance = ApplianceFactory(model=model)
+    for i in range(limit):
+        services.add_server(appliance, actor=None, name=f"s{i}")
+    with pytest.raises(ValidationError, match=f"at most {limit} servers"):
+        services.add_server(appliance, actor=None, name="one-too-many")
+    assert ProtectedServer.objects.filter(appliance=appliance).count() == limit
+
+
+def test_admin_refuses_a_third_server_on_a_v1(client, db):
+    appliance = ApplianceFactory(model="V1")
+    services.add_server(appliance, actor=None, name="a")
+    services.add_server(appliance, actor=None, name="b")
+    client.force_login(UserFactory(role=Role.MSP_ADMIN))
+    response = client.post(
+        reverse("admin:appliances_protectedserver_add"),
+        {
+            "appliance": appliance.pk,
+            "name": "c",
+            "os": "linux",
+            "cpus": 1,
+            "memory_mib": 1024,
+            "is_active": "on",
+        },
+    )
+    assert response.status_code == 200 and b"at most 2 servers" in response.content
+    assert appliance.servers.count() == 2
+
+
+def test_new_server_gets_default_schedule_and_retention(db):
+    server = services.add_server(ApplianceFactory(), actor=None, name="dc01")
+    assert server.schedule.interval_minutes == 15 and server.schedule.runs_per_day == 96
+    assert (
+        server.retention.daily,
+        server.retention.weekly,
+        server.retention.monthly,
+        server.retention.yearly,
+    ) == (7, 4, 12, 3)
+
+
+def test_warranty_is_two_years_from_purchase(db):
+    import datetime as dt
+
+    assert ApplianceFactory(purchased_on=dt.date(2024, 2, 29)).warranty_end == dt.date(2026, 2, 28)
+    assert ApplianceFactory(purchased_on=dt.date(2026, 1, 15)).warranty_end == dt.date(2028, 1, 15)
