@@ -8,9 +8,14 @@ from portal.models import AuditEvent, Customer, User
 
 
 def customers_with_counts(user: User) -> QuerySet[Customer]:
-    return Customer.objects.for_user(user).annotate(
-        appliance_count=Count("appliances", distinct=True), site_count=Count("sites", distinct=True)
-    ).order_by("name")
+    return (
+        Customer.objects.for_user(user)
+        .annotate(
+            appliance_count=Count("appliances", distinct=True),
+            site_count=Count("sites", distinct=True),
+        )
+        .order_by("name")
+    )
 
 
 def users_visible_to(user: User) -> QuerySet[User]:
