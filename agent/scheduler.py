@@ -1,0 +1,104 @@
+"""``bdr-agent run``: the appliance's scheduler service.
+
+Every tick it starts the backups that are due by each server's schedule and, once a day after
+the rollup hour, a rollup (retention, then gc). What it has started is written to
+``<store>/appliance/scheduler.json`` before it moves on, so a restart neither repeats nor
+skips a slot. Backups themselves run as detached jobs (``agent.jobs``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import time
+from pathlib import Path
+
+from agent import appliance_config as config
+from agent import jobs
+
+
+def slot_of(schedule: config.Schedule, now: dt.datetime) -> str | None:
+    """The schedule slot ``now`` falls in (a string naming day and slot), or None if off-hours."""
+    if not schedule.enabled or now.weekday() not in schedule.weekdays:
+        return None
+    if not (schedule.start_hour <= now.hour < schedule.end_hour):
+        return None
+    minutes = (now.hour - schedule.start_hour) * 60 + now.minute
+    return f"{now:%Y-%m-%d}#{minutes // schedule.interval_minutes}"
+
+
+def due_backups(servers: dict[str, config.ServerConfig], done_slots: dict[str, str],
+                now: dt.datetime) -> list[tuple[str, str, str]]:
+    """(server, volume, slot) for every volume whose current slot has not been started yet."""
+    due = []
+    for name, server in sorted(servers.items()):
+        slot = slot_of(server.schedule, now)
+        if slot is None:
+            continue
+        for volume in server.volumes:
+            if done_slots.get(f"{name}/{volume}") != slot:
+                due.append((name, volume, slot))
+    return due
+
+
+def rollup_due(settings: dict, last_rollup_day: str | None, now: dt.datetime) -> bool:
+    return now.hour >= settings["rollup_hour"] and last_rollup_day != f"{now:%Y-%m-%d}"
+
+
+def _state_path(store: Path) -> Path:
+    return Path(store) / "appliance" / "scheduler.json"
+
+
+def load_state(store: Path) -> dict:
+    try:
+        return json.loads(_state_path(store).read_text())
+    except FileNotFoundError:
+        return {"done_slots": {}, "last_rollup_day": None}
+
+
+def tick(store: Path, now: dt.datetime | None = None) -> list[str]:
+    """Start whatever is due at ``now``; return the ids of the jobs started."""
+    from agent.rpc import RpcError, start_backup
+
+    now = now or dt.datetime.now(dt.UTC)
+    state = load_state(store)
+    started = []
+    for name, volume, slot in due_backups(config.load_servers(store), state["done_slots"], now):
+        try:
+            job = start_backup(store, name, volume, ref=f"schedule:{name}/{volume}:{slot}")
+            started.append(job["id"])
+        except (jobs.JobError, RpcError):
+            pass  # busy (the previous backup still runs) or gone: this slot is skipped
+        state["done_slots"][f"{name}/{volume}"] = slot
+        config.write_json_atomic(_state_path(store), state)
+    if rollup_due(config.load_settings(store), state.get("last_rollup_day"), now):
+        try:
+            job = jobs.start_job(store, "rollup", {}, ref=f"rollup:{now:%Y-%m-%d}")
+            started.append(job["id"])
+            state["last_rollup_day"] = f"{now:%Y-%m-%d}"
+        except jobs.JobError:
+            pass  # a rollup is running; try again next tick
+        config.write_json_atomic(_state_path(store), state)
+    return started
+
+
+def run_forever(store: Path, interval: float = 20.0, once: bool = False) -> int:
+    """The service loop; SIGTERM or SIGINT ends it between ticks."""
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        for job_id in tick(store):
+            print(json.dumps({"event": "started", "job": job_id}), flush=True)
+        if once:
+            break
+        deadline = time.monotonic() + interval
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(min(0.5, interval))
+    return 0
