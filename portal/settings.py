@@ -165,3 +165,34 @@ if PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Appliances: how the portal reaches bdr-agent.
+BDR_RPC_TIMEOUT = env.float("BDR_RPC_TIMEOUT", default=120.0)
+# The forced command written into the appliance's authorized_keys line.
+BDR_AGENT_COMMAND = env.str("BDR_AGENT_COMMAND", default="bdr-agent --store /srv/bdr rpc")
+BDR_ALLOW_LOCAL_TRANSPORT = env.bool("BDR_ALLOW_LOCAL_TRANSPORT", default=not PRODUCTION)
+CELERY_BEAT_SCHEDULE["poll-appliances"] = {
+    "task": "appliances.tasks.poll_all_appliances",
+    "schedule": env.float("BDR_POLL_SECONDS", default=300.0),
+}
+
+# Billing. Stripe is optional: with no STRIPE_API_KEY invoices are still made and are marked
+# paid by hand. STRIPE_API_BASE is Stripe's API address (tests point it at a local server).
+STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)  # seconds
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+if PRODUCTION and STRIPE_API_KEY and not STRIPE_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("STRIPE_WEBHOOK_SECRET must be set when STRIPE_API_KEY is")
+
+from celery.schedules import crontab  # noqa: E402
+
+CELERY_BEAT_SCHEDULE["billing-sample-usage"] = {
+    "task": "billing.tasks.sample_usage",
+    "schedule": crontab(hour=23, minute=30),
+}
+CELERY_BEAT_SCHEDULE["billing-monthly-invoices"] = {
+    "task": "billing.tasks.run_monthly_invoices",
+    "schedule": crontab(day_of_month=1, hour=3, minute=0),
+}

@@ -123,3 +123,95 @@ class AuditEventFactory(factory.django.DjangoModelFactory):
     customer = factory.SubFactory(CustomerFactory)
     action = "test.event"
     actor_label = "system"
+
+
+# --- billing ---------------------------------------------------------------------------------
+
+from decimal import Decimal  # noqa: E402
+
+from billing.models import (  # noqa: E402
+    Invoice,
+    InvoiceLine,
+    Price,
+    PriceBook,
+    Subscription,
+    UsageSample,
+)
+
+
+def default_price_book() -> PriceBook:
+    """Version 1 as the data migration seeds it (rebuilt when a transactional test flushed it)."""
+    from importlib import import_module
+
+    seeded = import_module("billing.migrations.0002_default_price_book")
+    book, created = PriceBook.objects.get_or_create(
+        version=1, defaults={"effective_from": dt.date(2000, 1, 1), "note": "List prices at launch"}
+    )
+    if created:
+        for model, fields in seeded.DEFAULT_PRICES.items():
+            Price.objects.create(price_book=book, model=model, **fields)
+    return book
+
+
+class PriceBookFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PriceBook
+
+    version = factory.Sequence(lambda n: n + 2)
+    effective_from = dt.date(2026, 7, 1)
+
+
+class PriceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Price
+
+    price_book = factory.SubFactory(PriceBookFactory)
+    model = "V1"
+    purchase = Decimal("1399.00")
+    rental_monthly = Decimal("79.00")
+    monitoring_monthly = Decimal("49.00")
+    included_gb = 30
+    overage_per_gb = Decimal("0.99")
+
+
+class SubscriptionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Subscription
+
+    appliance = factory.SubFactory(ApplianceFactory)
+    customer = factory.SelfAttribute("appliance.customer")
+    kind = "rental"
+    starts_on = dt.date(2026, 1, 1)
+
+
+class UsageSampleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = UsageSample
+
+    appliance = factory.SubFactory(ApplianceFactory)
+    day = dt.date(2026, 1, 1)
+    offsite_bytes = 10 * 2**30
+
+
+class InvoiceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Invoice
+
+    customer = factory.SubFactory(CustomerFactory)
+    period_start = dt.date(2026, 1, 1)
+    number = factory.Sequence(lambda n: f"TEST-{n:06}")
+    price_book = factory.LazyFunction(default_price_book)
+    total = Decimal("128.00")
+
+
+class InvoiceLineFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = InvoiceLine
+
+    invoice = factory.SubFactory(InvoiceFactory)
+    position = factory.Sequence(lambda n: n + 1)
+    category = "rental"
+    description = "Rental"
+    quantity = Decimal("1")
+    unit_price = Decimal("79.00")
+    amount = Decimal("79.00")

@@ -1,0 +1,450 @@
+"""Writes for billing: price book versions, subscriptions and the invoice life cycle.
+
+Every change is audited. Invoices: one per customer per month that is not void; re-running a
+month leaves existing invoices alone, a draft can be regenerated, a finalized invoice can only
+be voided and replaced by a new draft. Payment moves forward only (finalized -> past due ->
+paid), so events arriving late or twice cannot move an invoice back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q, Sum
+from django.utils import timezone
+
+from appliances.models import Alert, Appliance, Severity
+from billing import pricing
+from billing.models import (
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    Price,
+    PriceBook,
+    Subscription,
+)
+from billing.periods import month_end, month_start
+from portal import audit
+from portal.models import Customer, User
+
+PAYMENT_TERMS_DAYS = 30
+
+
+class BillingError(ValidationError):
+    """A billing action that the invoice's state does not allow."""
+
+
+# --- price book -------------------------------------------------------------------------------
+
+
+def price_book_for(period: dt.date) -> tuple[PriceBook, dict[str, pricing.PriceTerms]]:
+    """The price book version in force for ``period``'s month, with its prices by model."""
+    book = (
+        PriceBook.objects.filter(effective_from__lte=month_start(period))
+        .prefetch_related("prices")
+        .order_by("-effective_from")
+        .first()
+    )
+    if book is None:
+        raise BillingError(f"No price book is in force for {period:%B %Y}.")
+    terms = {
+        p.model: pricing.PriceTerms(
+            p.model,
+            p.purchase,
+            p.rental_monthly,
+            p.monitoring_monthly,
+            p.included_gb,
+            p.overage_per_gb,
+        )
+        for p in book.prices.all()
+    }
+    return book, terms
+
+
+@transaction.atomic
+def create_price_book(
+    *,
+    effective_from: dt.date,
+    prices: dict[str, dict],
+    note: str = "",
+    actor: User | None,
+    request=None,
+) -> PriceBook:
+    """Add a price book version, in force from the first of ``effective_from``'s month."""
+    if effective_from.day != 1:
+        raise BillingError("A price book version starts on the first day of a month.")
+    if PriceBook.objects.filter(effective_from=effective_from).exists():
+        raise BillingError(f"A price book already starts on {effective_from}.")
+    last = PriceBook.objects.order_by("-version").values_list("version", flat=True).first() or 0
+    book = PriceBook.objects.create(version=last + 1, effective_from=effective_from, note=note)
+    Price.objects.bulk_create(Price(price_book=book, model=m, **v) for m, v in prices.items())
+    audit.record(
+        actor,
+        "billing.price_book_create",
+        book,
+        request=request,
+        detail={"effective_from": str(effective_from), "models": sorted(prices)},
+    )
+    return book
+
+
+# --- subscriptions ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def create_subscription(
+    appliance: Appliance,
+    *,
+    kind: str,
+    starts_on: dt.date,
+    ends_on: dt.date | None = None,
+    actor: User | None,
+    request=None,
+) -> Subscription:
+    """Start billing ``appliance`` to its customer, bought or rented from ``starts_on``."""
+    appliance = Appliance.objects.select_for_update().get(pk=appliance.pk)
+    sub = Subscription(
+        customer_id=appliance.customer_id,
+        appliance=appliance,
+        kind=kind,
+        starts_on=starts_on,
+        ends_on=ends_on,
+    )
+    sub.full_clean()
+    overlapping = Subscription.objects.filter(appliance=appliance).filter(
+        Q(ends_on__isnull=True) | Q(ends_on__gte=starts_on)
+    )
+    if ends_on is not None:
+        overlapping = overlapping.filter(starts_on__lte=ends_on)
+    if overlapping.exists():
+        raise BillingError(f"{appliance.name} already has a subscription in that period.")
+    sub.save()
+    audit.record(
+        actor,
+        "billing.subscription_create",
+        sub,
+        request=request,
+        detail={"kind": kind, "starts_on": str(starts_on), "ends_on": str(ends_on or "")},
+    )
+    return sub
+
+
+@transaction.atomic
+def end_subscription(
+    sub: Subscription, *, ends_on: dt.date, actor: User | None, request=None
+) -> Subscription:
+    """Stop billing a subscription after ``ends_on`` (the last billed day)."""
+    sub = Subscription.objects.select_for_update().get(pk=sub.pk)
+    if ends_on < sub.starts_on:
+        raise BillingError("A subscription cannot end before it starts.")
+    sub.ends_on = ends_on
+    sub.save(update_fields=["ends_on"])
+    audit.record(
+        actor, "billing.subscription_end", sub, request=request, detail={"ends_on": str(ends_on)}
+    )
+    return sub
+
+
+# --- invoices ---------------------------------------------------------------------------------
+
+
+def subscription_terms(
+    period: dt.date, customer_ids: list[int] | None = None
+) -> dict[int, list[pricing.SubscriptionTerms]]:
+    """Each customer's subscriptions running in ``period``'s month, with their usage. One query."""
+    first, last = month_start(period), month_end(period)
+    in_span = (
+        Q(appliance__usage_samples__day__gte=first)
+        & Q(appliance__usage_samples__day__lte=last)
+        & Q(appliance__usage_samples__day__gte=F("starts_on"))
+        & (Q(ends_on__isnull=True) | Q(appliance__usage_samples__day__lte=F("ends_on")))
+    )
+    rows = (
+        Subscription.objects.filter(starts_on__lte=last)
+        .filter(Q(ends_on__isnull=True) | Q(ends_on__gte=first))
+        .values(
+            "customer_id",
+            "appliance_id",
+            "appliance__name",
+            "appliance__serial",
+            "appliance__model",
+            "kind",
+            "starts_on",
+            "ends_on",
+        )
+        .annotate(
+            usage_total=Sum("appliance__usage_samples__offsite_bytes", filter=in_span),
+            usage_count=Count("appliance__usage_samples", filter=in_span),
+        )
+        .order_by("customer_id", "pk")
+    )
+    if customer_ids is not None:
+        rows = rows.filter(customer_id__in=customer_ids)
+    found: dict[int, list[pricing.SubscriptionTerms]] = {}
+    for r in rows:
+        found.setdefault(r["customer_id"], []).append(
+            pricing.SubscriptionTerms(
+                appliance_id=r["appliance_id"],
+                appliance_label=f"{r['appliance__name']} ({r['appliance__serial']})",
+                model=r["appliance__model"],
+                kind=r["kind"],
+                starts_on=r["starts_on"],
+                ends_on=r["ends_on"],
+                usage_bytes_total=r["usage_total"] or 0,
+                usage_samples=r["usage_count"] or 0,
+            )
+        )
+    return found
+
+
+def _live_invoice(customer_id: int, period: dt.date):
+    return Invoice.objects.filter(customer_id=customer_id, period_start=period).exclude(
+        status=InvoiceStatus.VOID
+    )
+
+
+def _write_lines(invoice: Invoice, drafts: list[pricing.LineDraft]) -> None:
+    InvoiceLine.objects.bulk_create(
+        InvoiceLine(
+            invoice=invoice,
+            position=i,
+            appliance_id=d.appliance_id,
+            category=d.category,
+            description=d.description,
+            quantity=d.quantity,
+            unit_price=d.unit_price,
+            amount=d.amount,
+            detail=d.detail,
+        )
+        for i, d in enumerate(drafts, start=1)
+    )
+
+
+def _create_invoice(
+    customer_id: int,
+    period: dt.date,
+    book: PriceBook,
+    drafts: list[pricing.LineDraft],
+    *,
+    replaces: Invoice | None = None,
+) -> Invoice:
+    revision = Invoice.objects.filter(customer_id=customer_id, period_start=period).count() + 1
+    number = f"{period:%Y-%m}-{customer_id:06d}" + ("" if revision == 1 else f"-R{revision}")
+    invoice = Invoice.objects.create(
+        customer_id=customer_id,
+        period_start=period,
+        number=number,
+        price_book=book,
+        total=pricing.invoice_total(drafts),
+        replaces=replaces,
+    )
+    _write_lines(invoice, drafts)
+    return invoice
+
+
+def generate_invoice(
+    customer: Customer,
+    period: dt.date,
+    *,
+    actor: User | None = None,
+    request=None,
+    _terms: dict | None = None,
+    _book: tuple | None = None,
+) -> Invoice | None:
+    """The customer's invoice for ``period``'s month, made if missing; an existing one is kept.
+
+    None when the customer had nothing to bill that month. Safe to call twice, also at once
+    from two workers: the customer row is locked and the database allows one live invoice.
+    """
+    period = month_start(period)
+    book, prices = _book or price_book_for(period)
+    try:
+        with transaction.atomic():
+            Customer.objects.select_for_update().filter(pk=customer.pk).first()
+            existing = _live_invoice(customer.pk, period).first()
+            if existing is not None:
+                return existing
+            terms = _terms if _terms is not None else subscription_terms(period, [customer.pk])
+            subs = terms.get(customer.pk, [])
+            if not subs:
+                return None
+            invoice = _create_invoice(
+                customer.pk, period, book, pricing.invoice_lines(subs, prices, period)
+            )
+            audit.record(
+                actor,
+                "billing.invoice_create",
+                invoice,
+                request=request,
+                customer=customer,
+                detail={"period": f"{period:%Y-%m}", "total": str(invoice.total)},
+            )
+            return invoice
+    except IntegrityError:
+        # Another worker made it between our check and insert; theirs stands.
+        return _live_invoice(customer.pk, period).first()
+
+
+@dataclass
+class MonthRun:
+    period: dt.date
+    created: int
+    already_there: int
+
+
+def run_month(period: dt.date, *, actor: User | None = None, request=None) -> MonthRun:
+    """Make the invoices of ``period``'s month for every customer that has something to bill."""
+    period = month_start(period)
+    book = price_book_for(period)
+    terms = subscription_terms(period)
+    existing = set(
+        Invoice.objects.filter(period_start=period)
+        .exclude(status=InvoiceStatus.VOID)
+        .values_list("customer_id", flat=True)
+    )
+    created = 0
+    for customer_id in terms:
+        if customer_id in existing:
+            continue
+        invoice = generate_invoice(
+            Customer(pk=customer_id), period, actor=actor, _terms=terms, _book=book
+        )
+        created += invoice is not None
+    audit.record(
+        actor,
+        "billing.month_run",
+        request=request,
+        detail={"period": f"{period:%Y-%m}", "created": created},
+    )
+    return MonthRun(period, created, len(existing & set(terms)))
+
+
+def _locked(invoice: Invoice) -> Invoice:
+    return Invoice.objects.select_for_update().select_related("customer").get(pk=invoice.pk)
+
+
+@transaction.atomic
+def regenerate_draft(invoice: Invoice, *, actor: User | None, request=None) -> Invoice:
+    """Recompute a draft's lines from today's subscriptions, usage and prices."""
+    invoice = _locked(invoice)
+    if invoice.status != InvoiceStatus.DRAFT:
+        raise BillingError("Only a draft can be regenerated; void and replace a finalized one.")
+    book, prices = price_book_for(invoice.period_start)
+    subs = subscription_terms(invoice.period_start, [invoice.customer_id]).get(
+        invoice.customer_id, []
+    )
+    drafts = pricing.invoice_lines(subs, prices, invoice.period_start)
+    invoice.lines.all().delete()
+    _write_lines(invoice, drafts)
+    before = invoice.total
+    invoice.total = pricing.invoice_total(drafts)
+    invoice.price_book = book
+    invoice.save(update_fields=["total", "price_book"])
+    audit.record(
+        actor,
+        "billing.invoice_regenerate",
+        invoice,
+        request=request,
+        detail={"total_before": str(before), "total": str(invoice.total)},
+    )
+    return invoice
+
+
+@transaction.atomic
+def finalize_invoice(invoice: Invoice, *, actor: User | None, request=None) -> Invoice:
+    """Fix a draft: it can no longer change, is due in 30 days and goes to Stripe if enabled."""
+    from billing import stripe_sync, tasks
+
+    invoice = _locked(invoice)
+    if invoice.status != InvoiceStatus.DRAFT:
+        raise BillingError("Only a draft can be finalized.")
+    invoice.status = InvoiceStatus.FINALIZED
+    invoice.finalized_at = timezone.now()
+    invoice.due_on = timezone.localdate() + dt.timedelta(days=PAYMENT_TERMS_DAYS)
+    invoice.save(update_fields=["status", "finalized_at", "due_on"])
+    audit.record(actor, "billing.invoice_finalize", invoice, request=request)
+    if stripe_sync.enabled():
+        pk = invoice.pk
+        transaction.on_commit(lambda: tasks.push_invoice_to_stripe.delay(pk))
+    return invoice
+
+
+@transaction.atomic
+def void_and_replace(invoice: Invoice, *, actor: User | None, request=None) -> Invoice:
+    """Void a finalized invoice and make a new draft for the same month; returns the draft."""
+    from billing import stripe_sync, tasks
+
+    invoice = _locked(invoice)
+    if invoice.status not in (InvoiceStatus.FINALIZED, InvoiceStatus.PAST_DUE):
+        raise BillingError("Only a finalized, unpaid invoice can be voided.")
+    invoice.status = InvoiceStatus.VOID
+    invoice.voided_at = timezone.now()
+    invoice.save(update_fields=["status", "voided_at"])
+    audit.record(actor, "billing.invoice_void", invoice, request=request)
+    book, prices = price_book_for(invoice.period_start)
+    subs = subscription_terms(invoice.period_start, [invoice.customer_id]).get(
+        invoice.customer_id, []
+    )
+    drafts = pricing.invoice_lines(subs, prices, invoice.period_start)
+    replacement = _create_invoice(
+        invoice.customer_id, invoice.period_start, book, drafts, replaces=invoice
+    )
+    audit.record(
+        actor,
+        "billing.invoice_create",
+        replacement,
+        request=request,
+        detail={"replaces": invoice.number, "total": str(replacement.total)},
+    )
+    if invoice.stripe_invoice_id and stripe_sync.enabled():
+        pk = invoice.pk
+        transaction.on_commit(lambda: tasks.void_invoice_in_stripe.delay(pk))
+    return replacement
+
+
+@transaction.atomic
+def mark_paid(
+    invoice: Invoice, *, actor: User | None, request=None, via: str = "manual", event: str = ""
+) -> bool:
+    """Record payment of an unpaid invoice. False (and no change) if it is not unpaid."""
+    invoice = _locked(invoice)
+    if invoice.status not in (InvoiceStatus.FINALIZED, InvoiceStatus.PAST_DUE):
+        return False
+    invoice.status = InvoiceStatus.PAID
+    invoice.paid_at = timezone.now()
+    invoice.paid_via = via
+    invoice.save(update_fields=["status", "paid_at", "paid_via"])
+    Alert.objects.filter(
+        customer_id=invoice.customer_id, kind=past_due_alert_kind(invoice), resolved_at=None
+    ).update(resolved_at=invoice.paid_at)
+    audit.record(
+        actor, "billing.invoice_paid", invoice, request=request, detail={"via": via, "event": event}
+    )
+    return True
+
+
+def past_due_alert_kind(invoice: Invoice) -> str:
+    return f"invoice_past_due:{invoice.pk}"[:40]
+
+
+@transaction.atomic
+def mark_past_due(invoice: Invoice, *, actor: User | None = None, event: str = "") -> bool:
+    """Mark a finalized invoice past due and raise an alert. False if it was not finalized."""
+    invoice = _locked(invoice)
+    if invoice.status != InvoiceStatus.FINALIZED:
+        return False
+    invoice.status = InvoiceStatus.PAST_DUE
+    invoice.save(update_fields=["status"])
+    Alert.objects.create(
+        customer_id=invoice.customer_id,
+        kind=past_due_alert_kind(invoice),
+        severity=Severity.WARNING,
+        message=(
+            f"Invoice {invoice.number} of {invoice.customer.name} is past due (${invoice.total:,})."
+        ),
+    )
+    audit.record(actor, "billing.invoice_past_due", invoice, detail={"event": event})
+    return True
