@@ -106,7 +106,9 @@ def server_from_dict(data: dict) -> ServerConfig:
         raise ConfigError("schedule must be an object")
     try:
         schedule = Schedule(**{k: sched[k] for k in sched if k in Schedule.__dataclass_fields__})
-        server = ServerConfig(name=data.get("name", ""), volumes=data.get("volumes") or {}, schedule=schedule)
+        server = ServerConfig(
+            name=data.get("name", ""), volumes=data.get("volumes") or {}, schedule=schedule
+        )
     except TypeError as exc:
         raise ConfigError(f"bad server configuration: {exc}") from None
     server.validate()

@@ -81,8 +81,11 @@ def read_job(store: Path, job_id: str) -> dict:
         # means it was killed. Say so once, on disk.
         if job["state"] == "queued" and time.time() - job.get("created_ts", 0) < 10:
             return job
-        job.update(state="failed", finished_at=_now(),
-                   error="the job's runner process ended unexpectedly (killed or appliance restarted)")
+        job.update(
+            state="failed",
+            finished_at=_now(),
+            error="the job's runner process ended unexpectedly (killed or appliance restarted)",
+        )
         _write(store, job)
     return job
 
@@ -137,23 +140,44 @@ def _start_locked(store: Path, kind: str, params: dict, ref: str) -> dict:
         if ref and job.get("ref") == ref:
             return job
     for job in active:
-        if (job["state"] in ACTIVE and job["kind"] == kind
-                and job["params"].get("server") == params.get("server")):
-            raise JobError("busy", f"a {kind} of {params.get('server') or 'the store'} is already "
-                                   f"running as job {job['id']}")
+        if (
+            job["state"] in ACTIVE
+            and job["kind"] == kind
+            and job["params"].get("server") == params.get("server")
+        ):
+            raise JobError(
+                "busy",
+                f"a {kind} of {params.get('server') or 'the store'} is already "
+                f"running as job {job['id']}",
+            )
     job_id = f"{kind}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
     job = {
-        "id": job_id, "kind": kind, "params": params, "ref": ref, "state": "queued",
-        "created_at": _now(), "created_ts": time.time(), "started_at": None, "finished_at": None,
-        "bytes_done": 0, "bytes_total": 0, "error": "", "result": None,
-        "runner_pid": None, "child_pid": None,
+        "id": job_id,
+        "kind": kind,
+        "params": params,
+        "ref": ref,
+        "state": "queued",
+        "created_at": _now(),
+        "created_ts": time.time(),
+        "started_at": None,
+        "finished_at": None,
+        "bytes_done": 0,
+        "bytes_total": 0,
+        "error": "",
+        "result": None,
+        "runner_pid": None,
+        "child_pid": None,
     }
     _write(store, job)
     log = open(_jobs_dir(store) / f"{job_id}.log", "ab")  # noqa: SIM115 (handed to the child)
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "agent.jobs", str(store), job_id],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
         )
     finally:
         log.close()
@@ -205,8 +229,9 @@ def run(store: Path, job_id: str) -> int:
     job = json.loads((_jobs_dir(store) / f"{job_id}.json").read_text())
     job.update(state="running", started_at=_now(), runner_pid=os.getpid())
     cmd = [sys.executable, "-m", "agent", "--store", str(store), "--json", *_command(job)]
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             stdin=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+    )
     job["child_pid"] = child.pid
     _write(store, job)
     cancelled = False

@@ -2,7 +2,8 @@
 
 Framing: one JSON object per line, UTF-8. A request is
 ``{"id": 7, "method": "jobs.status", "params": {...}}``; its answer is
-``{"id": 7, "ok": true, "result": ...}`` or ``{"id": 7, "ok": false, "error": {"code", "message"}}``.
+``{"id": 7, "ok": true, "result": ...}`` or
+``{"id": 7, "ok": false, "error": {"code": ..., "message": ...}}``.
 A long call may send events first: ``{"id": 7, "event": {...}}``. An answer that carries bytes
 says ``"binary": N`` and is followed by exactly N raw bytes. The first call must be ``hello``;
 the protocol version is agreed there. Anything malformed gets a structured error and the
@@ -38,7 +39,10 @@ def _cli(store: Path, *args: str, timeout: float = 300) -> Any:
     """Run one agent CLI command with --json and return what it printed last."""
     proc = subprocess.run(
         [sys.executable, "-m", "agent", "--store", str(store), "--json", *args],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     if proc.returncode not in (0, 3):
         message = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
@@ -91,8 +95,13 @@ class Session:
             if len(line) > MAX_LINE and not line.endswith(b"\n"):
                 while line and not line.endswith(b"\n"):  # drain the rest of the long line
                     line = self.rfile.readline(MAX_LINE)
-                self.send({"id": None, "ok": False,
-                           "error": {"code": "too_large", "message": "request line over 1 MiB"}})
+                self.send(
+                    {
+                        "id": None,
+                        "ok": False,
+                        "error": {"code": "too_large", "message": "request line over 1 MiB"},
+                    }
+                )
                 continue
             if not line.strip():
                 continue
@@ -128,21 +137,36 @@ class Session:
         except jobs.JobError as exc:
             self.send({"id": req_id, "ok": False, "error": {"code": exc.code, "message": str(exc)}})
         except config.ConfigError as exc:
-            self.send({"id": req_id, "ok": False, "error": {"code": "bad_config", "message": str(exc)}})
+            self.send(
+                {"id": req_id, "ok": False, "error": {"code": "bad_config", "message": str(exc)}}
+            )
         except TypeError as exc:
-            self.send({"id": req_id, "ok": False, "error": {"code": "bad_params", "message": str(exc)}})
+            self.send(
+                {"id": req_id, "ok": False, "error": {"code": "bad_params", "message": str(exc)}}
+            )
         except Exception as exc:  # noqa: BLE001 - the caller gets a line, never a traceback
-            self.send({"id": req_id, "ok": False,
-                       "error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}})
+            self.send(
+                {
+                    "id": req_id,
+                    "ok": False,
+                    "error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"},
+                }
+            )
 
     # methods -------------------------------------------------------------------------------
     def hello(self, req_id, version: int = PROTOCOL_VERSION, client: str = "") -> dict:
         if version != PROTOCOL_VERSION:
-            raise RpcError("unsupported_version",
-                           f"protocol version {version} not supported; this agent speaks {PROTOCOL_VERSION}")
+            raise RpcError(
+                "unsupported_version",
+                f"protocol version {version} not supported; this agent speaks {PROTOCOL_VERSION}",
+            )
         self.greeted = True
-        return {"protocol": PROTOCOL_VERSION, "agent_version": AGENT_VERSION,
-                "capabilities": sorted(self.methods), "serial": config.load_settings(self.store)["serial"]}
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "agent_version": AGENT_VERSION,
+            "capabilities": sorted(self.methods),
+            "serial": config.load_settings(self.store)["serial"],
+        }
 
     def status(self, req_id) -> dict:
         usage = shutil.disk_usage(self.store)
@@ -158,9 +182,17 @@ class Session:
     def servers_list(self, req_id) -> list[dict]:
         return [asdict(s) for s in config.load_servers(self.store).values()]
 
-    def servers_configure(self, req_id, name: str, volumes: dict, schedule: dict | None = None,
-                          retention: dict | None = None) -> dict:
-        server = config.server_from_dict({"name": name, "volumes": volumes, "schedule": schedule or {}})
+    def servers_configure(
+        self,
+        req_id,
+        name: str,
+        volumes: dict,
+        schedule: dict | None = None,
+        retention: dict | None = None,
+    ) -> dict:
+        server = config.server_from_dict(
+            {"name": name, "volumes": volumes, "schedule": schedule or {}}
+        )
         if retention is not None:
             set_retention(self.store, name, retention)
         config.save_server(self.store, server)
@@ -169,8 +201,9 @@ class Session:
     def servers_remove(self, req_id, name: str) -> dict:
         return {"removed": config.remove_server(self.store, name)}
 
-    def backup_start(self, req_id, server: str, volume: str | None = None, ref: str = "",
-                     at: str | None = None) -> dict:
+    def backup_start(
+        self, req_id, server: str, volume: str | None = None, ref: str = "", at: str | None = None
+    ) -> dict:
         return start_backup(self.store, server, volume, ref=ref, at=at)
 
     def verify_start(self, req_id, points: list | None = None, ref: str = "") -> dict:
@@ -221,8 +254,14 @@ class Session:
 _SENT = object()
 
 
-def start_backup(store: Path, server_name: str, volume: str | None = None, *, ref: str = "",
-                 at: str | None = None) -> dict:
+def start_backup(
+    store: Path,
+    server_name: str,
+    volume: str | None = None,
+    *,
+    ref: str = "",
+    at: str | None = None,
+) -> dict:
     """Start a detached backup of one configured server's volume (the first if none named)."""
     servers = config.load_servers(store)
     server = servers.get(server_name)

@@ -28,8 +28,9 @@ def slot_of(schedule: config.Schedule, now: dt.datetime) -> str | None:
     return f"{now:%Y-%m-%d}#{minutes // schedule.interval_minutes}"
 
 
-def due_backups(servers: dict[str, config.ServerConfig], done_slots: dict[str, str],
-                now: dt.datetime) -> list[tuple[str, str, str]]:
+def due_backups(
+    servers: dict[str, config.ServerConfig], done_slots: dict[str, str], now: dt.datetime
+) -> list[tuple[str, str, str]]:
     """(server, volume, slot) for every volume whose current slot has not been started yet."""
     due = []
     for name, server in sorted(servers.items()):

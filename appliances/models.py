@@ -27,6 +27,12 @@ class ApplianceState(models.TextChoices):
     RETIRED = "retired", "Retired"
 
 
+class Transport(models.TextChoices):
+    SSH = "ssh", "SSH"
+    # A store on the portal's own machine, driven through a subprocess: demo mode only.
+    LOCAL = "local", "Local (demo)"
+
+
 class Appliance(models.Model):
     """A NAS appliance at a customer's site, reached by the portal over SSH."""
 
@@ -35,6 +41,8 @@ class Appliance(models.Model):
     model = models.CharField(max_length=2, choices=ApplianceModel.choices)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="appliances")
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="appliances")
+    transport = models.CharField(max_length=5, choices=Transport.choices, default=Transport.SSH)
+    local_store = models.CharField(max_length=500, blank=True)
     ssh_host = models.CharField(max_length=255, blank=True)
     ssh_port = models.PositiveIntegerField(default=22)
     ssh_user = models.CharField(max_length=64, default="bdr")
@@ -239,6 +247,7 @@ class Job(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -46,3 +46,14 @@ def dashboard_summary(user: User) -> dict:
         "open_alerts": open_alerts_for(user)[:20],
         "failed_jobs_24h": Job.objects.for_user(user).filter(Q(state="failed")).count(),
     }
+
+
+def points_by_tier(user: User, server: ProtectedServer) -> dict[str, list]:
+    from restores.models import RecoveryPoint
+
+    grouped: dict[str, list] = {}
+    for point in (
+        RecoveryPoint.objects.for_user(user).filter(server=server).order_by("-taken_at")[:500]
+    ):
+        grouped.setdefault(point.tier, []).append(point)
+    return grouped

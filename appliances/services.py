@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from appliances.limits import limits_for
-from appliances.models import Appliance, ProtectedServer, RetentionPolicy, Schedule
+from appliances.models import Appliance, ProtectedServer, RetentionPolicy, Schedule, Volume
 from portal import audit
 from portal.models import User
 
@@ -36,9 +36,17 @@ def create_appliance(*, actor: User | None, request=None, **fields) -> Appliance
 
 @transaction.atomic
 def add_server(
-    appliance: Appliance, *, actor: User | None, request=None, **fields
+    appliance: Appliance,
+    *,
+    actor: User | None,
+    request=None,
+    volumes: dict[str, str] | None = None,
+    **fields,
 ) -> ProtectedServer:
-    """Protect a new server on ``appliance``, with a default schedule and retention policy."""
+    """Protect a new server on ``appliance``, with a default schedule and retention policy.
+
+    ``volumes`` maps volume names to their source on the appliance (device or image path).
+    """
     # Lock the appliance row so two concurrent adds cannot both pass the limit check.
     appliance = Appliance.objects.select_for_update().get(pk=appliance.pk)
     check_room_for_server(appliance)
@@ -47,5 +55,49 @@ def add_server(
     server.save()
     Schedule.objects.create(server=server, weekdays=list(range(7)))
     RetentionPolicy.objects.create(server=server)
-    audit.record(actor, "server.create", server, request=request)
+    for name, source in (volumes or {}).items():
+        Volume.objects.create(server=server, name=name, source=source)
+    audit.record(actor, "server.create", server, request=request, detail={"volumes": volumes or {}})
     return server
+
+
+def push_config(server: ProtectedServer) -> str | None:
+    """Send the server's configuration to its appliance now; the error text if that failed.
+
+    A failed push is not lost: every backup the portal starts pushes the configuration first.
+    """
+    from appliances import sync
+    from appliances.client import AgentError, TransportError
+
+    if server.appliance.state != "online":
+        return (
+            f"{server.appliance.name} is not online; the change will be sent with the next backup."
+        )
+    try:
+        sync.push_server_config(server)
+    except (sync.ApplianceUnavailable, TransportError, AgentError) as exc:
+        return f"Saved, but not yet on the appliance: {exc}"
+    return None
+
+
+@transaction.atomic
+def update_schedule(schedule: Schedule, *, actor: User, request=None, **fields) -> Schedule:
+    """Change a server's backup schedule."""
+    for name, value in fields.items():
+        setattr(schedule, name, value)
+    schedule.full_clean()
+    schedule.save()
+    audit.record(actor, "schedule.update", schedule.server, request=request, detail=fields)
+    return schedule
+
+
+@transaction.atomic
+def update_retention(
+    policy: RetentionPolicy, *, actor: User, request=None, **fields
+) -> RetentionPolicy:
+    """Change how many recovery points of each tier a server keeps."""
+    for name, value in fields.items():
+        setattr(policy, name, value)
+    policy.save()
+    audit.record(actor, "retention.update", policy.server, request=request, detail=fields)
+    return policy

@@ -1,14 +1,20 @@
-"""Appliance pages for MSP staff."""
+"""Appliance pages for MSP staff: inventory, enrolment, servers, backups, jobs, alerts."""
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
-from appliances import selectors
+from appliances import backups, enrolment, selectors, services, sync
+from appliances.forms import ApplianceForm, PinHostKeyForm, RetentionForm, ScheduleForm, ServerForm
 from appliances.models import Appliance, Job, ProtectedServer
 from portal.access import msp_required
 from portal.tenancy import get_for_user
+from restores.models import Tier
 
 
 def _page(request, queryset, per_page=50):
@@ -19,6 +25,25 @@ def _page(request, queryset, per_page=50):
 def appliance_list(request):
     page = _page(request, selectors.appliances_for(request.user))
     return render(request, "appliances/appliance_list.html", {"page": page})
+
+
+@msp_required
+def appliance_create(request):
+    form = ApplianceForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        try:
+            appliance = services.create_appliance(
+                actor=request.user,
+                request=request,
+                customer=form.cleaned_data["site"].customer,
+                **form.cleaned_data,
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"{appliance.name} added. Enrol it next.")
+            return redirect("appliance_enrol", appliance_pk=appliance.pk)
+    return render(request, "portal/form.html", {"form": form, "title": "New appliance"})
 
 
 @msp_required
@@ -33,10 +58,142 @@ def appliance_detail(request, appliance_pk: int):
 
 
 @msp_required
+def appliance_enrol(request, appliance_pk: int):
+    """Step 1: the authorized_keys line. Step 2: test, showing the host key. Step 3: pin it."""
+    appliance = get_for_user(Appliance, request.user, pk=appliance_pk)
+    enrolment.ensure_client_key(appliance, actor=request.user, request=request)
+    context = {
+        "appliance": appliance,
+        "authorized_keys_line": enrolment.authorized_keys_line(appliance),
+    }
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "test":
+                key, fp = enrolment.probe_host_key(appliance)
+                context.update(
+                    presented_key=key,
+                    fingerprint=fp,
+                    pin_form=PinHostKeyForm(initial={"fingerprint": fp}),
+                )
+            elif action == "pin":
+                form = PinHostKeyForm(request.POST)
+                if form.is_valid():
+                    enrolment.pin_host_key(
+                        appliance,
+                        form.cleaned_data["fingerprint"],
+                        actor=request.user,
+                        request=request,
+                    )
+                    messages.success(request, f"{appliance.name} is enrolled and online.")
+                    return redirect("appliance_detail", appliance_pk=appliance.pk)
+            elif action == "reset":
+                enrolment.reset_enrolment(appliance, actor=request.user, request=request)
+                messages.success(
+                    request, "Enrolment reset: test the connection and pin the new key."
+                )
+                return redirect("appliance_enrol", appliance_pk=appliance.pk)
+        except enrolment.EnrolmentError as exc:
+            messages.error(request, str(exc))
+    return render(request, "appliances/appliance_enrol.html", context)
+
+
+@msp_required
+@require_POST
+def appliance_poll(request, appliance_pk: int):
+    appliance = get_for_user(Appliance, request.user, pk=appliance_pk)
+    try:
+        sync.poll_appliance(appliance)
+        messages.success(request, f"{appliance.name} answered; recovery points are up to date.")
+    except sync.ApplianceUnavailable as exc:
+        messages.error(request, str(exc))
+    return redirect("appliance_detail", appliance_pk=appliance.pk)
+
+
+@msp_required
+def server_create(request, appliance_pk: int):
+    appliance = get_for_user(Appliance, request.user, pk=appliance_pk)
+    form = ServerForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        volumes = {data.pop("volume_name"): data.pop("volume_source")}
+        try:
+            server = services.add_server(
+                appliance, actor=request.user, request=request, volumes=volumes, **data
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            problem = services.push_config(server)
+            if problem:
+                messages.warning(request, problem)
+            messages.success(request, f"{server} is now protected by {appliance.name}.")
+            return redirect("server_detail", server_pk=server.pk)
+    return render(
+        request,
+        "portal/form.html",
+        {"form": form, "title": f"Protect a server on {appliance.name}"},
+    )
+
+
+@msp_required
 def server_detail(request, server_pk: int):
     server = get_for_user(ProtectedServer, request.user, pk=server_pk)
-    context = {"server": server, "volumes": server.volumes.all()}
+    schedule_form = ScheduleForm(instance=server.schedule, prefix="schedule")
+    retention_form = RetentionForm(instance=server.retention, prefix="retention")
+    if request.method == "POST":
+        if "schedule-interval_minutes" in request.POST:
+            schedule_form = ScheduleForm(request.POST, instance=server.schedule, prefix="schedule")
+            if schedule_form.is_valid():
+                services.update_schedule(
+                    server.schedule,
+                    actor=request.user,
+                    request=request,
+                    **schedule_form.cleaned_data,
+                )
+                return _pushed(request, server, "Schedule saved.")
+        else:
+            retention_form = RetentionForm(
+                request.POST, instance=server.retention, prefix="retention"
+            )
+            if retention_form.is_valid():
+                services.update_retention(
+                    server.retention,
+                    actor=request.user,
+                    request=request,
+                    **retention_form.cleaned_data,
+                )
+                return _pushed(request, server, "Retention saved.")
+    points = selectors.points_by_tier(request.user, server)
+    context = {
+        "server": server,
+        "volumes": server.volumes.all(),
+        "tiers": [(label, points.get(value, [])) for value, label in Tier.choices],
+        "jobs": selectors.jobs_for(request.user).filter(server=server)[:10],
+        "schedule_form": schedule_form,
+        "retention_form": retention_form,
+    }
     return render(request, "appliances/server_detail.html", context)
+
+
+def _pushed(request, server, text):
+    problem = services.push_config(server)
+    messages.success(request, text)
+    if problem:
+        messages.warning(request, problem)
+    return redirect("server_detail", server_pk=server.pk)
+
+
+@msp_required
+@require_POST
+def server_backup_now(request, server_pk: int):
+    server = get_for_user(ProtectedServer, request.user, pk=server_pk)
+    try:
+        job = backups.start_backup(server, actor=request.user, request=request)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("server_detail", server_pk=server.pk)
+    return redirect("job_detail", job_pk=job.pk)
 
 
 @msp_required
@@ -49,6 +206,16 @@ def job_list(request):
 def job_detail(request, job_pk: int):
     job = get_for_user(Job, request.user, pk=job_pk)
     return render(request, "appliances/job_detail.html", {"job": job})
+
+
+@msp_required
+def job_progress(request, job_pk: int):
+    """The live part of the job page, polled by htmx while the job runs."""
+    job = get_for_user(Job, request.user, pk=job_pk)
+    if settings.CELERY_TASK_ALWAYS_EAGER and job.is_active:
+        # Without a broker there is no follower task: the page's polling drives progress.
+        job = backups.refresh_job(job)
+    return render(request, "appliances/partials/job_progress.html", {"job": job})
 
 
 @msp_required

@@ -1,0 +1,127 @@
+"""The portal's client of the agent protocol (see agent/rpc.py for the wire format).
+
+The only code in the portal that talks to appliances. Connection errors are retried with
+backoff; host key mismatches and refused keys are not. Nothing secret is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from appliances import transport
+from appliances.transport import AuthenticationFailed, HostKeyMismatch, TransportError
+
+log = logging.getLogger(__name__)
+PROTOCOL_VERSION = 1
+
+__all__ = [
+    "AgentClient",
+    "AgentError",
+    "AuthenticationFailed",
+    "HostKeyMismatch",
+    "TransportError",
+    "connect",
+]
+
+
+class AgentError(Exception):
+    """The agent answered with a structured error."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class AgentClient:
+    """One rpc session. Use as a context manager: ``with connect(appliance) as agent:``."""
+
+    def __init__(self, stream: transport.Stream):
+        self.stream = stream
+        self.next_id = 0
+        self.hello: dict = {}
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def _read_message(self) -> dict:
+        try:
+            line = self.stream.rfile.readline()
+        except (OSError, TimeoutError) as exc:
+            raise TransportError(f"connection lost: {exc}") from None
+        if not line:
+            raise TransportError("the appliance closed the connection")
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            raise TransportError("the appliance sent something that is not the protocol") from None
+
+    def call(self, method: str, on_event: Callable[[Any], None] | None = None, **params) -> Any:
+        """Call ``method`` and return its result; events (if any) go to ``on_event``."""
+        result, _ = self._call(method, on_event, params)
+        return result
+
+    def call_binary(self, method: str, **params) -> tuple[Any, bytes]:
+        return self._call(method, None, params)
+
+    def _call(self, method, on_event, params) -> tuple[Any, bytes]:
+        self.next_id += 1
+        request = {"id": self.next_id, "method": method, "params": params}
+        try:
+            self.stream.wfile.write(json.dumps(request).encode() + b"\n")
+            self.stream.wfile.flush()
+        except (OSError, TimeoutError) as exc:
+            raise TransportError(f"connection lost: {exc}") from None
+        while True:
+            message = self._read_message()
+            if message.get("id") != self.next_id:
+                continue
+            if "event" in message:
+                if on_event is not None:
+                    on_event(message["event"])
+                continue
+            payload = b""
+            if message.get("binary"):
+                payload = self.stream.rfile.read(message["binary"])
+            if not message.get("ok"):
+                error = message.get("error") or {}
+                raise AgentError(
+                    error.get("code", "unknown"), error.get("message", "unknown error")
+                )
+            return message.get("result"), payload
+
+
+RETRY_DELAYS = (1, 2, 4)
+
+
+def connect(appliance, *, retries: tuple[float, ...] = RETRY_DELAYS) -> AgentClient:
+    """Open a session and say hello, retrying connection errors with backoff."""
+    for attempt, delay in enumerate((*retries, None)):
+        try:
+            stream = transport.open_stream(appliance)
+            client = AgentClient(stream)
+            try:
+                client.hello = client.call("hello", version=PROTOCOL_VERSION, client="bdr-portal")
+            except BaseException:
+                client.close()
+                raise
+            return client
+        except (HostKeyMismatch, AuthenticationFailed):
+            raise
+        except TransportError as exc:
+            if delay is None:
+                raise
+            log.warning(
+                "appliance %s unreachable (attempt %d): %s", appliance.serial, attempt + 1, exc
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")
