@@ -1,0 +1,43 @@
+"""The agent's errors, each carrying the exit code the CLI reports for it."""
+
+
+class AgentError(Exception):
+    """A failure the CLI reports as one line; ``exit_code`` follows DESIGN.md."""
+
+    exit_code = 1
+
+
+class UsageError(AgentError):
+    """Bad input: an unknown point, a malformed name or time."""
+
+    exit_code = 2
+
+
+class StoreError(AgentError):
+    """The store is missing, unreadable or not a bdr-agent store."""
+
+
+class WrongKey(AgentError):
+    """The key file is missing, malformed or not the store's key."""
+
+
+class DamageFound(AgentError):
+    """Data failed authentication: a damaged chunk, index or catalog."""
+
+    exit_code = 3
+
+
+class LockHeld(AgentError):
+    """Another live process holds the lock this operation needs."""
+
+    exit_code = 4
+
+
+class LockLost(AgentError):
+    """Our lock expired or was broken by another process; nothing was committed."""
+
+    exit_code = 4
+
+
+class SourceChanged(AgentError):
+    """The source volume changed size or content while it was being read."""
