@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from appliances.models import Alert, Appliance, Job, ProtectedServer
-from appliances.services import check_room_for_server
+from appliances.services import check_room_for_server, ensure_defaults
 
 
 class ProtectedServerAdminForm(forms.ModelForm):
@@ -44,6 +44,11 @@ class ApplianceAdmin(admin.ModelAdmin):
 @admin.register(ProtectedServer)
 class ProtectedServerAdmin(admin.ModelAdmin):
     form = ProtectedServerAdminForm
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        ensure_defaults(obj)
+
     list_display = ["name", "hostname", "appliance", "os", "is_active"]
     list_select_related = ["appliance"]
 

@@ -1,4 +1,8 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import mixins, serializers
+from rest_framework.exceptions import ValidationError
+
+from appliances import services
 
 from appliances.models import Appliance, Job, ProtectedServer
 from portal.api import TenantScopedViewSet, router
@@ -25,9 +29,23 @@ class ApplianceSerializer(serializers.ModelSerializer):
 
 
 class ServerSerializer(serializers.ModelSerializer):
+    volumes = serializers.DictField(
+        child=serializers.RegexField(r"^/[^\0]*$"),
+        write_only=True,
+        required=False,
+        help_text="volume name -> block device or image path on the appliance",
+    )
+
     class Meta:
         model = ProtectedServer
-        fields = ["id", "appliance", "name", "hostname", "os", "is_active"]
+        fields = ["id", "appliance", "name", "hostname", "os", "is_active", "volumes"]
+        read_only_fields = ["is_active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            self.fields["appliance"].queryset = Appliance.objects.for_user(request.user)
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -54,9 +72,21 @@ class ApplianceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
     base_queryset = Appliance.objects.select_related("customer", "site")
 
 
-class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class ServerViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantScopedViewSet
+):
     serializer_class = ServerSerializer
     base_queryset = ProtectedServer.objects.all()
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        appliance = data.pop("appliance")
+        try:
+            serializer.instance = services.add_server(
+                appliance, actor=self.request.user, request=self.request, **data
+            )
+        except DjangoValidationError as exc:
+            raise ValidationError({"non_field_errors": exc.messages}) from None
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):

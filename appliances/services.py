@@ -53,12 +53,17 @@ def add_server(
     server = ProtectedServer(appliance=appliance, **fields)
     server.full_clean()
     server.save()
-    Schedule.objects.create(server=server, weekdays=list(range(7)))
-    RetentionPolicy.objects.create(server=server)
+    ensure_defaults(server)
     for name, source in (volumes or {}).items():
         Volume.objects.create(server=server, name=name, source=source)
     audit.record(actor, "server.create", server, request=request, detail={"volumes": volumes or {}})
     return server
+
+
+def ensure_defaults(server: ProtectedServer) -> None:
+    """Give a server the default schedule (every 15 minutes) and retention if it has none."""
+    Schedule.objects.get_or_create(server=server, defaults={"weekdays": list(range(7))})
+    RetentionPolicy.objects.get_or_create(server=server)
 
 
 def push_config(server: ProtectedServer) -> str | None:

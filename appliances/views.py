@@ -139,6 +139,7 @@ def server_create(request, appliance_pk: int):
 @msp_required
 def server_detail(request, server_pk: int):
     server = get_for_user(ProtectedServer, request.user, pk=server_pk)
+    services.ensure_defaults(server)  # servers made outside the service (admin) lack them
     schedule_form = ScheduleForm(instance=server.schedule, prefix="schedule")
     retention_form = RetentionForm(instance=server.retention, prefix="retention")
     if request.method == "POST":

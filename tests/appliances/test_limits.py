@@ -54,3 +54,36 @@ def test_warranty_is_two_years_from_purchase(db):
 
     assert ApplianceFactory(purchased_on=dt.date(2024, 2, 29)).warranty_end == dt.date(2026, 2, 28)
     assert ApplianceFactory(purchased_on=dt.date(2026, 1, 15)).warranty_end == dt.date(2028, 1, 15)
+
+
+def test_api_refuses_a_third_server_on_a_v1(client, db):
+    appliance = ApplianceFactory(model="V1")
+    client.force_login(UserFactory(role=Role.TECHNICIAN))
+    url = reverse("api-server-list")
+    for name in ("a", "b"):
+        response = client.post(
+            url,
+            {"appliance": appliance.pk, "name": name, "os": "linux", "volumes": {"C": "/dev/sdb"}},
+            content_type="application/json",
+        )
+        assert response.status_code == 201, response.content
+    response = client.post(
+        url,
+        {"appliance": appliance.pk, "name": "c", "os": "linux"},
+        content_type="application/json",
+    )
+    assert response.status_code == 400 and "at most 2 servers" in response.content.decode()
+    assert appliance.servers.count() == 2
+    assert appliance.servers.get(name="a").volumes.get().source == "/dev/sdb"
+
+
+def test_api_cannot_add_a_server_to_another_customers_appliance(client, db):
+    appliance = ApplianceFactory()
+    client.force_login(UserFactory(role=Role.CUSTOMER_ADMIN))
+    response = client.post(
+        reverse("api-server-list"),
+        {"appliance": appliance.pk, "name": "x"},
+        content_type="application/json",
+    )
+    assert response.status_code == 404
+    assert not appliance.servers.exists()

@@ -1,0 +1,65 @@
+"""Real agent stores and volumes for the tests, made through the agent's CLI contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def agent(
+    store: Path, *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", "--store", str(store), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
+def agent_json(store: Path, *args: str):
+    out = agent(store, "--json", *args).stdout
+    lines = [line for line in out.splitlines() if line.strip()]
+    return json.loads(lines[-1])
+
+
+def init_store(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    agent(path / "store", "init", "--key-file", str(path / "storage.key"))
+    return path / "store"
+
+
+def make_volume(path: Path, size_mib: int = 8, seed: int = 1) -> Path:
+    """A volume image with a mix of zeros, text and random data."""
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "wb") as f:
+        for i in range(size_mib):
+            kind = i % 3
+            if kind == 0:
+                f.seek(1 << 20, os.SEEK_CUR)
+            elif kind == 1:
+                f.write(
+                    (b"invoice ledger payroll %d " % i) * ((1 << 20) // 26)
+                    + b"\0" * ((1 << 20) % 26)
+                )
+            else:
+                f.write(rng.randbytes(1 << 20))
+        f.truncate(size_mib << 20)
+    return path
+
+
+def mutate(path: Path, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        for _ in range(4):
+            f.seek(rng.randrange(0, size - 4096))
+            f.write(rng.randbytes(4096))
