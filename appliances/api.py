@@ -3,7 +3,6 @@ from rest_framework import mixins, serializers
 from rest_framework.exceptions import ValidationError
 
 from appliances import services
-
 from appliances.models import Appliance, Job, ProtectedServer
 from portal.api import TenantScopedViewSet, router
 
