@@ -171,6 +171,19 @@ def cmd_policy(args) -> int:
     return EXIT_OK
 
 
+def cmd_rpc(args) -> int:
+    from agent.rpc import main as rpc_main
+
+    return rpc_main(_store_path(args))
+
+
+def cmd_run(args) -> int:
+    from agent.scheduler import run_forever
+
+    _open_store(args)  # refuse to start on a missing or unreadable store
+    return run_forever(_store_path(args), interval=args.tick, once=args.once)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "init": cmd_init,
     "backup": cmd_backup,
@@ -180,6 +193,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rollup": cmd_rollup,
     "gc": cmd_gc,
     "policy": cmd_policy,
+    "rpc": cmd_rpc,
+    "run": cmd_run,
 }
 
 
@@ -226,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intraday", help="'all' or a count of today's points")
     for tier in ("daily", "weekly", "monthly", "yearly"):
         p.add_argument(f"--{tier}", type=_count)
+    sub.add_parser("rpc", parents=[common], help="the portal's protocol on stdin/stdout (SSH)")
+    p = sub.add_parser("run", parents=[common], help="the appliance's scheduler service")
+    p.add_argument("--tick", type=float, default=20.0, help="seconds between checks")
+    p.add_argument("--once", action="store_true", help="one check, then exit")
     return parser
 
 

@@ -19,6 +19,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -212,15 +213,10 @@ def read_log(store: Path, job_id: str, max_bytes: int = 64 * 1024) -> str:
 
 
 def _fold_event(job: dict, event: dict) -> None:
-    """Take what a CLI ``--json`` line says about progress or the result into the record."""
-    for done_key in ("bytes_done", "done"):
-        if isinstance(event.get(done_key), int):
-            job["bytes_done"] = event[done_key]
-    for total_key in ("bytes_total", "total"):
-        if isinstance(event.get(total_key), int):
-            job["bytes_total"] = event[total_key]
-    if event.get("event") in (None, "result", "done") and not {"bytes_done", "done"} & set(event):
-        job["result"] = event
+    """Take a CLI ``--json`` progress event into the record."""
+    for key in ("bytes_done", "bytes_total", "eta_seconds", "rate", "phase"):
+        if key in event:
+            job[key] = event[key]
 
 
 def run(store: Path, job_id: str) -> int:
@@ -242,28 +238,40 @@ def run(store: Path, job_id: str) -> int:
         child.terminate()
 
     signal.signal(signal.SIGTERM, on_term)
+    # With --json the CLI prints progress events as JSON lines on stderr and its result as
+    # one JSON document on stdout. Read stderr here, stdout in a thread.
+    out_lines: list[str] = []
+    reader = threading.Thread(target=lambda: out_lines.extend(child.stdout), daemon=True)
+    reader.start()
     last_write = 0.0
-    assert child.stdout is not None
-    for line in child.stdout:
+    errors: list[str] = []
+    assert child.stderr is not None
+    for line in child.stderr:
         line = line.strip()
         if not line:
             continue
-        print(line, flush=True)
         try:
             event = json.loads(line)
         except json.JSONDecodeError:
-            continue
-        if isinstance(event, dict):
+            event = None
+        if isinstance(event, dict) and event.get("event") == "progress":
             _fold_event(job, event)
-        elif isinstance(event, list):
-            job["result"] = event
-        if time.monotonic() - last_write >= PROGRESS_WRITE_INTERVAL:
-            _write(store, job)
-            last_write = time.monotonic()
-    stderr = child.stderr.read() if child.stderr else ""
+            if time.monotonic() - last_write >= PROGRESS_WRITE_INTERVAL:
+                _write(store, job)
+                last_write = time.monotonic()
+            continue
+        errors.append(line)
+        print(line, file=sys.stderr, flush=True)
     code = child.wait()
-    if stderr:
-        print(stderr, end="", file=sys.stderr, flush=True)
+    reader.join(timeout=10)
+    output = "".join(out_lines).strip()
+    if output:
+        print(output, flush=True)
+        try:
+            job["result"] = json.loads(output.splitlines()[-1])
+        except json.JSONDecodeError:
+            pass
+    stderr = "\n".join(errors)
     job["exit_code"] = code
     job["finished_at"] = _now()
     if cancelled:

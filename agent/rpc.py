@@ -285,9 +285,12 @@ def set_retention(store: Path, server: str, retention: dict) -> None:
     for tier, count in retention.items():
         if not isinstance(count, int) or count < 0:
             raise RpcError("bad_params", f"retention {tier} must be a whole number >= 0")
-    from agent import retention as retention_mod
+    from dataclasses import replace
 
-    retention_mod.save_policy(store, server, retention)
+    from agent.store import Store
+
+    opened = Store.open(store)
+    opened.save_policy(server, replace(opened.load_policy(server), **retention))
 
 
 def main(store: Path) -> int:

@@ -1,5 +1,6 @@
 """The portal and the agent over real OpenSSH: enrolment, pinning, the forced command, jobs."""
 
+import html
 import os
 import signal
 import time
@@ -23,7 +24,7 @@ def test_enrolment_shows_the_presented_key_and_pins_it_on_confirmation(sshd, cli
     appliance = ApplianceFactory(ssh_host=sshd.host, ssh_port=sshd.port, ssh_user=sshd.user)
     client.force_login(UserFactory(role=Role.TECHNICIAN))
     url = reverse("appliance_enrol", args=[appliance.pk])
-    page = client.get(url).content.decode()
+    page = html.unescape(client.get(url).content.decode())
     appliance.refresh_from_db()
     assert 'restrict,command="bdr-agent --store /srv/bdr rpc" ssh-ed25519 ' in page
     assert appliance.client_public_key.split()[1] in page
