@@ -36,6 +36,12 @@ def build_tenant(label: str) -> Tenant:
         "point": f.RecoveryPointFactory(server=server, volume=f"{label}vol"[:60]),
         "audit": f.AuditEventFactory(customer=customer, object_repr=f"{label} audited thing"),
     }
+    tenant.objects["subscription"] = f.SubscriptionFactory(appliance=appliance)
+    tenant.objects["usage"] = f.UsageSampleFactory(appliance=appliance)
+    tenant.objects["invoice"] = f.InvoiceFactory(customer=customer, number=f"{label}-INV"[:40])
+    tenant.objects["invoice_line"] = f.InvoiceLineFactory(
+        invoice=tenant.objects["invoice"], appliance=appliance, description=f"{label} rental"
+    )
     for role in (Role.CUSTOMER_ADMIN, Role.CUSTOMER_USER):
         tenant.users[role] = f.UserFactory(role=role, customer=customer, username=f"{label}-{role}")
     tenant.objects["user"] = tenant.users[Role.CUSTOMER_USER]

@@ -28,6 +28,8 @@ KWARG_OBJECTS = {
     "point_pk": "point",
     "user_pk": "user",
     "event_pk": "audit",
+    "invoice_pk": "invoice",
+    "subscription_pk": "subscription",
 }
 # DRF routes name their object "pk"; the route's basename says which object it is.
 API_BASENAME_OBJECTS = {
