@@ -24,11 +24,17 @@ def _database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+def _use_broker(**conf):
+    """Point this process's Celery app at another broker (its pools were made for the old one)."""
+    celery_app.conf.update(**conf)
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def celery_worker(settings):
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    celery_app.conf.update(task_always_eager=False, broker_url=BROKER)
-    celery_app.pool.force_close_all()
+    _use_broker(task_always_eager=False, broker_url=BROKER)
     with celery_app.connection_for_write() as conn:
         conn.default_channel.queue_purge("celery")
     env = {**os.environ, "DATABASE_URL": _database_url(), "CELERY_BROKER_URL": BROKER}
@@ -60,7 +66,7 @@ def celery_worker(settings):
         worker.wait(timeout=20)
     except subprocess.TimeoutExpired:
         worker.kill()
-    celery_app.conf.update(task_always_eager=True, broker_url="memory://")
+    _use_broker(task_always_eager=True, broker_url="memory://")
 
 
 @pytest.mark.slow

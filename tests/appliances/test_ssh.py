@@ -1,6 +1,7 @@
 """The portal and the agent over real OpenSSH: enrolment, pinning, the forced command, jobs."""
 
 import html
+import json
 import os
 import signal
 import time
@@ -166,22 +167,26 @@ def test_dispatch_twice_starts_one_agent_job(protected_server, agent_store):
 
 
 def test_ssh_connection_killed_mid_backup_leaves_backup_running_and_portal_catches_up(
-    protected_server, sshd
+    protected_server, sshd, agent_store
 ):
+    from tests.support.agent_store import make_volume
+    from tests.support.sshd import _start
+
+    make_volume(protected_server.image, size_mib=512, seed=3)
     job = Job.objects.create(
         appliance=protected_server.appliance, server=protected_server, kind="backup"
     )
     job = backups.dispatch_job(job.pk)
     assert job.state == JobState.RUNNING
     sshd.stop()  # every SSH session dies with the daemon
-    record_dir = sshd.dir.parent / "appliance" / "store" / "appliance" / "jobs"
-    time.sleep(0.2)
-    sshd.process = __import__("tests.support.sshd", fromlist=["_start"])._start(
-        sshd.dir / "sshd_config", sshd.port
+    record = json.loads(
+        (agent_store / "appliance" / "jobs" / f"{job.agent_job_id}.json").read_text()
     )
+    assert record["state"] in ("queued", "running")  # the backup outlives the connection
+    sshd.process = _start(sshd.dir / "sshd_config", sshd.port)
     job = backups.follow_job(job.pk, max_seconds=120)
     assert job.state == JobState.SUCCEEDED, job.error
-    assert (record_dir / f"{job.agent_job_id}.json").exists()
+    assert job.bytes_done == job.bytes_total == 512 << 20
     assert RecoveryPoint.objects.filter(server=protected_server).count() == 1
 
 
