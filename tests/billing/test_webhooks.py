@@ -169,7 +169,7 @@ def _in_threads(count: int, work) -> list:
     def run(i):
         try:
             barrier.wait()
-            results[i] = work()
+            results[i] = work(i)
         finally:
             connection.close()
 
@@ -186,7 +186,7 @@ def test_one_event_delivered_five_times_at_once_has_one_effect():
     invoice = _finalized_invoice()
     payload = event("evt_race", "invoice.payment_failed", invoice)
     signature = sign(payload)
-    answers = _in_threads(5, lambda: deliver(Client(), payload, signature).content.decode())
+    answers = _in_threads(5, lambda i: deliver(Client(), payload, signature).content.decode())
     assert sorted(answers) == ["duplicate"] * 4 + ["past due"]
     assert _state(invoice) == (InvoiceStatus.PAST_DUE, 1, 1, 1)
 
@@ -197,7 +197,7 @@ def test_paid_and_failed_racing_leave_the_invoice_paid():
     paid = event("evt_p", "invoice.paid", invoice)
     failed = event("evt_f", "invoice.payment_failed", invoice)
     payloads = [paid, failed] * 3  # each delivered three times, all at once
-    answers = _in_threads(6, lambda p=iter(payloads): deliver(Client(), next(p)).status_code)
+    answers = _in_threads(6, lambda i: deliver(Client(), payloads[i]).status_code)
     assert answers == [200] * 6
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PAID
