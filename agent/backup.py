@@ -3,13 +3,13 @@
 Per chunk, in a thread pool (hashing, GMAC, zstd and file I/O release the GIL) while the
 main thread reads ahead with a bounded number of chunks in flight:
 
-1. fingerprint it; same fingerprint as the previous point at this offset (and that chunk
-   is not recorded damaged) -> reuse the previous chunk id, nothing else to do;
-2. all zeros -> nothing stored;
-3. keyed id; already in the store -> touch it (gc's grace clock) and reuse;
-4. else compress, seal, verify the round trip, write (temp, fsync, rename).
+1. all zeros -> nothing stored;
+2. keyed id (GMAC speed, see keys.chunk_id); a chunk of the previous point (and not
+   recorded damaged) -> reuse, nothing else to do;
+3. already in the store -> touch it (gc's grace clock) and reuse;
+4. else compress, seal, verify the round trip, stage (temp file, writeback started).
 
-Then: fsync the touched fan-out dirs, write the index, and under the commit interlock
+Then: fsync and publish the staged chunks, write the index, and under the commit interlock
 check every referenced chunk still exists (storing again, from the source, any that
 verify quarantined or gc swept meanwhile), check our lock, and commit the catalog.
 """
@@ -21,6 +21,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from agent.catalog import PointRecord, index_digest
 from agent.chunkstore import fsync_dir, write_atomic
@@ -37,10 +38,12 @@ NEW, REUSED, ZERO = 0, 1, 2
 @dataclass
 class _ChunkResult:
     chunk_id: bytes
-    fp: bytes
     kind: int
     stored: int = 0
-    fan_dir: str | None = None
+    staged: Path | None = None
+
+
+_ZERO = _ChunkResult(ZERO_ID, ZERO)
 
 
 class _Backup:
@@ -49,44 +52,45 @@ class _Backup:
         self.key = store.key
         self.source = source
         self.cs = store.chunk_size
-        self.prev = prev if prev and prev.chunk_size == self.cs else None
+        prev_ids = prev.ids if prev and prev.chunk_size == self.cs else []
         self.damaged = store.chunks.damaged_ids()
+        # Chunks of the previous point are referenced by a committed point that no rollup
+        # can remove while we hold the server lock: reuse them without a syscall.
+        self.known = set(prev_ids) - self.damaged
         self.workers = workers
-        self._zero_fp: dict[int, bytes] = {}
         self._zeros = bytes(self.cs)
 
-    def zero_fp(self, n: int) -> bytes:
-        fp = self._zero_fp.get(n)
-        if fp is None:
-            fp = self._zero_fp[n] = self.key.fingerprint(memoryview(self._zeros)[:n])
-        return fp
-
     def process(self, i: int, data: bytes) -> _ChunkResult:
-        fp = self.key.fingerprint(data)
-        if self.prev is not None and i < len(self.prev.ids):
-            prev_id = self.prev.ids[i]
-            if self.prev.fps[i] == fp and self.prev.chunk_len(i) == len(data):
-                if prev_id == ZERO_ID or prev_id not in self.damaged:
-                    return _ChunkResult(prev_id, fp, ZERO if prev_id == ZERO_ID else REUSED)
         if data == self._zeros[: len(data)]:
-            return _ChunkResult(ZERO_ID, fp, ZERO)
+            return _ZERO
         chunk_id = self.key.chunk_id(data)
-        return self.store_chunk(chunk_id, fp, data)
+        if chunk_id in self.known:
+            return _ChunkResult(chunk_id, REUSED)
+        return self.store_chunk(chunk_id, data)
 
-    def store_chunk(self, chunk_id: bytes, fp: bytes, data: bytes) -> _ChunkResult:
+    def store_chunk(self, chunk_id: bytes, data: bytes) -> _ChunkResult:
         chunks = self.store.chunks
         if chunk_id not in self.damaged and chunks.touch(chunk_id):
-            return _ChunkResult(chunk_id, fp, REUSED)
+            return _ChunkResult(chunk_id, REUSED)
         blob = self.store.codec.encode(data, chunk_id)
-        fan_dir = chunks.put(chunk_id, blob)
-        return _ChunkResult(chunk_id, fp, NEW, len(blob), str(fan_dir))
+        return _ChunkResult(chunk_id, NEW, len(blob), chunks.stage(chunk_id, blob))
+
+    def publish(self, results: list[_ChunkResult]) -> None:
+        """Make every staged chunk durable, then visible under its name."""
+        staged = [r.staged for r in results if r.staged is not None]
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="bdr-sync") as pool:
+            list(pool.map(self.store.chunks.sync_staged, staged))
+        for tmp in staged:
+            self.store.chunks.publish(tmp)
+        for fan_dir in {tmp.parent for tmp in staged}:
+            fsync_dir(fan_dir)
 
     def run(self, lock: StoreLock, progress: Progress) -> list[_ChunkResult]:
         size, cs = self.source.size, self.cs
         count = (size + cs - 1) // cs
         results: list[_ChunkResult | None] = [None] * count
         inflight: deque[tuple[int, Future]] = deque()
-        limit = self.workers * 2 + 1
+        limit = self.workers + 2
         progress.start("backup", size)
 
         def collect(i: int, fut: Future) -> None:
@@ -101,7 +105,7 @@ class _Backup:
                     off = i * cs
                     n = min(cs, size - off)
                     if self.source.is_hole(off, n):
-                        results[i] = _ChunkResult(ZERO_ID, self.zero_fp(n), ZERO)
+                        results[i] = _ZERO
                         progress.advance(n)
                         continue
                     while len(inflight) >= limit:
@@ -162,7 +166,7 @@ def backup_volume(
     check_name("server", server)
     check_name("volume", volume)
     progress = progress or Progress()
-    workers = workers or max(2, os.cpu_count() or 2)
+    workers = workers or (os.cpu_count() or 2) + 2
     explicit = taken_at is not None
     when = (taken_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     with SourceVolume(source) as src, store.lock_server(server, "backup") as lock:
@@ -182,8 +186,7 @@ def backup_volume(
         job = _Backup(store, src, prev, workers)
         results = job.run(lock, progress)
         lock.check()
-        for fan_dir in {r.fan_dir for r in results if r.fan_dir}:
-            fsync_dir(fan_dir)
+        job.publish(results)
         index = PointIndex(
             server=server,
             volume=volume,
@@ -191,7 +194,6 @@ def backup_volume(
             size=src.size,
             chunk_size=store.chunk_size,
             ids=[r.chunk_id for r in results],
-            fps=[r.fp for r in results],
         )
         blob = index.encode(store.key)
         idx_path = store.index_path(server, volume, when)

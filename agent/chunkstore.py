@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from agent.memory import start_writeback
+
 TMP_PREFIX = ".tmp."
 
 
@@ -86,6 +88,40 @@ class ChunkStore:
         path = self.path(chunk_id)
         write_atomic(path, blob, sync_dir=False)
         return path.parent
+
+    def stage(self, chunk_id: bytes, blob: bytes) -> Path:
+        """Write a sealed chunk to a temp file beside its final name, writeback started.
+
+        Not yet visible as a chunk: ``publish`` makes staged chunks durable, then
+        renames them, so no process ever sees (and dedups against) a chunk file whose
+        bytes a power cut could still lose.
+        """
+        path = self.path(chunk_id)
+        tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}.{secrets.token_hex(4)}.{path.name}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view) :]
+            start_writeback(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        return tmp
+
+    @staticmethod
+    def sync_staged(tmp: Path) -> None:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def publish(self, tmp: Path) -> None:
+        """Rename a synced staged chunk to its name (caller fsyncs the fan-out dir)."""
+        os.replace(tmp, tmp.parent / tmp.name.rsplit(".", 1)[-1])
 
     def get(self, chunk_id: bytes) -> bytes:
         with open(self.path(chunk_id), "rb") as f:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.errors import AgentError, UsageError
+from agent.memory import tune_malloc
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DAMAGE, EXIT_LOCKED = 0, 1, 2, 3, 4
 
@@ -250,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bdr-agent`` console script; returns the exit code."""
+    tune_malloc()
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)

@@ -1,7 +1,7 @@
 """The customer's storage key and everything derived from it.
 
 One 32-byte key file per store. From it we derive separate subkeys (keyed BLAKE2b as a
-KDF) for chunk ids, change fingerprints, sealing and the key check value, so no key is
+KDF) for chunk ids (two), sealing and the key check value, so no key is
 ever used for two purposes.
 """
 
@@ -56,8 +56,6 @@ class StorageKey:
         if len(master) != KEY_BYTES:
             raise WrongKey("a storage key is 32 bytes")
         id_key = _derive(master, b"bdr.chunk-id")
-        # HMAC-SHA256 built on hashlib objects: the CPU has SHA extensions, so this is
-        # 2.5x faster than BLAKE2b here, and hashlib releases the GIL while hashing.
         block = 64
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in id_key.ljust(block, b"\0")))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in id_key.ljust(block, b"\0")))
@@ -66,21 +64,20 @@ class StorageKey:
         self.check_value = _derive(master, b"bdr.key-check").hex()
 
     def chunk_id(self, data) -> bytes:
-        """The chunk's id: HMAC-SHA256 of its plaintext under the id subkey."""
+        """The chunk's id: HMAC-SHA256(id key, GMAC(fingerprint key, data) || length).
+
+        Hash-then-PRF: GHASH under a secret key is an almost-universal hash (two distinct
+        4 MiB inputs collide with probability <= 2^18 / 2^128), and HMAC-SHA256 over its
+        16-byte output is a PRF, so the id is a keyed hash that nobody without the key can
+        collide or invert, while the bulk pass runs at GMAC speed (~15 GB/s with
+        PCLMULQDQ) instead of SHA-256's ~0.85 GB/s. The GMAC value itself is never stored.
+        """
         inner = self._inner.copy()
-        inner.update(data)
+        inner.update(self._fp.encrypt(_FP_NONCE, b"", data))
+        inner.update(len(data).to_bytes(8, "big"))
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()
-
-    def fingerprint(self, data) -> bytes:
-        """A 16-byte keyed change detector (GMAC under a secret key, ~15 GB/s).
-
-        Used only to decide "same bytes as the previous point at this offset". GHASH is a
-        universal hash: without the key nobody can build a collision, and fingerprints live
-        only inside sealed indexes, so the key cannot be learnt from them.
-        """
-        return self._fp.encrypt(_FP_NONCE, b"", data)
 
     def seal(self, plaintext, aad: bytes) -> bytes:
         """AES-256-GCM with a fresh random 96-bit nonce: magic | nonce | ciphertext+tag."""

@@ -17,7 +17,6 @@ from agent.keys import StorageKey
 
 ZERO_ID = bytes(32)  # an all-zero (or hole) chunk: nothing stored
 ID_BYTES = 32
-FP_BYTES = 16
 FORMAT = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STAMP = "%Y%m%dT%H%M%SZ"
@@ -68,7 +67,6 @@ class PointIndex:
     size: int
     chunk_size: int
     ids: list[bytes] = field(default_factory=list)
-    fps: list[bytes] = field(default_factory=list)
 
     @property
     def point_id(self) -> str:
@@ -91,7 +89,7 @@ class PointIndex:
             "size": self.size,
             "chunk_size": self.chunk_size,
         }
-        body = json.dumps(head).encode() + b"\n" + b"".join(self.ids) + b"".join(self.fps)
+        body = json.dumps(head).encode() + b"\n" + b"".join(self.ids)
         return key.seal(body, index_aad(self.point_id))
 
     @classmethod
@@ -108,11 +106,9 @@ class PointIndex:
             chunk_size=head["chunk_size"],
         )
         n = index.chunk_count
-        if head.get("format") != FORMAT or len(rest) != n * (ID_BYTES + FP_BYTES):
+        if head.get("format") != FORMAT or len(rest) != n * ID_BYTES:
             raise DamageFound(f"index of {point_id}: malformed")
         if index.point_id != point_id:
             raise DamageFound(f"index of {point_id}: names another point")
-        split = n * ID_BYTES
-        index.ids = [rest[i : i + ID_BYTES] for i in range(0, split, ID_BYTES)]
-        index.fps = [rest[i : i + FP_BYTES] for i in range(split, len(rest), FP_BYTES)]
+        index.ids = [rest[i : i + ID_BYTES] for i in range(0, len(rest), ID_BYTES)]
         return index
