@@ -1,18 +1,25 @@
-"""Load demo data (idempotent) and print the logins of each role."""
+"""Load demo data (idempotent) and print the logins of each role.
+
+The demo appliances are real agent stores on this machine (``demo-store/``), reached through
+the local transport, so "Back up now", jobs and recovery points work without SSH.
+"""
 
 import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import transaction
-from django.utils import timezone
 
 from appliances import services as appliance_services
-from appliances.models import Appliance
+from appliances import sync
+from appliances.models import Appliance, ApplianceState, Transport
 from portal import services
 from portal.models import Customer, Role, User
-from restores.models import RecoveryPoint, Tier
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105  (printed for the demo on purpose)
+VOLUME_MIB = 32
 
 USERS = [
     ("admin", Role.MSP_ADMIN, None),
@@ -24,50 +31,65 @@ USERS = [
 ]
 
 APPLIANCES = [
-    # customer, site, serial, name, model, servers
-    ("Acme Dental", "Main office", "V1-0001", "acme-nas", "V1", ["dc01", "files01"]),
-    ("Globex Accounting", "Head office", "V2-0001", "globex-nas", "V2", ["dc01", "sql01", "erp01"]),
+    # customer, site, serial, name, model, servers, enrolled
+    ("Acme Dental", "Main office", "V1-0001", "acme-nas", "V1", ["dc01", "files01"], True),
+    ("Globex Accounting", "Head office", "V2-0001", "globex-nas", "V2", ["dc01", "sql01"], True),
+    ("Globex Accounting", "Warehouse", "V2-0002", "globex-lab", "V2", [], False),
 ]
 
 
-class Command(BaseCommand):
-    help = "Create demo customers, appliances, servers, recovery points and one user per role."
+def _agent(store: Path, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "agent", "--store", str(store), *args],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
-    @transaction.atomic
-    def handle(self, *args, **options):
+
+def _volume(path: Path, seed: int) -> Path:
+    """A small volume image: a third zeros, a third text, a third random."""
+    import random
+
+    if path.exists():
+        return path
+    rng = random.Random(seed)
+    with open(path, "wb") as f:
+        for i in range(VOLUME_MIB):
+            if i % 3 == 0:
+                f.seek(1 << 20, 1)
+            elif i % 3 == 1:
+                f.write(
+                    (b"ledger payroll invoice %06d\n" % i) * (1 << 20 // 29) + bytes((1 << 20) % 29)
+                )
+            else:
+                f.write(rng.randbytes(1 << 20))
+        f.truncate(VOLUME_MIB << 20)
+    return path
+
+
+class Command(BaseCommand):
+    help = "Create demo customers, local demo appliances with real backups, and one user per role."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--store-dir", default=str(settings.BASE_DIR / "demo-store"))
+
+    def handle(self, *args, store_dir, **options):
+        root = Path(store_dir)
+        (root / "volumes").mkdir(parents=True, exist_ok=True)
         customers = {}
-        for name in {c for c, *_ in APPLIANCES}:
-            customers[name] = Customer.objects.filter(
-                name=name
+        for cname, *_ in APPLIANCES:
+            customers[cname] = Customer.objects.filter(
+                name=cname
             ).first() or services.create_customer(
-                actor=None, name=name, contact_email=f"it@{name.split()[0].lower()}.example"
+                actor=None, name=cname, contact_email=f"it@{cname.split()[0].lower()}.example"
             )
-        for cname, site_name, serial, name, model, servers in APPLIANCES:
-            customer = customers[cname]
-            site = customer.sites.filter(name=site_name).first() or services.create_site(
-                customer, actor=None, name=site_name
+        for seed, (cname, site_name, serial, name, model, servers, enrolled) in enumerate(
+            APPLIANCES
+        ):
+            self._appliance(
+                root, seed, customers[cname], site_name, serial, name, model, servers, enrolled
             )
-            appliance = Appliance.objects.filter(serial=serial).first()
-            if appliance is None:
-                appliance = appliance_services.create_appliance(
-                    actor=None,
-                    serial=serial,
-                    name=name,
-                    model=model,
-                    customer=customer,
-                    site=site,
-                    purchased_on=dt.date(2026, 1, 15),
-                )
-            for sname in servers:
-                server = appliance.servers.filter(
-                    name=sname
-                ).first() or appliance_services.add_server(
-                    appliance,
-                    actor=None,
-                    name=sname,
-                    hostname=f"{sname}.{cname.split()[0].lower()}.local",
-                )
-                self._points(server)
         for username, role, cname in USERS:
             if User.objects.filter(username=username).exists():
                 continue
@@ -78,26 +100,66 @@ class Command(BaseCommand):
                 customer=customers.get(cname),
             )
             services.save_user(user, actor=None, password=DEMO_PASSWORD)
+        spare = _volume(root / "volumes" / "new-server.img", seed=99)
         self.stdout.write("Demo data ready. Sign in at http://127.0.0.1:8000/ with:")
         for username, role, cname in USERS:
             self.stdout.write(
                 f"  {username:14} / {DEMO_PASSWORD}   {role.label}{' of ' + cname if cname else ''}"
             )
+        self.stdout.write(
+            "Try it as 'tech': Appliances > globex-lab > Enrol > Connect, then Protect a server with "
+            f"volume source {spare}, then Back up now."
+        )
 
-    def _points(self, server):
-        if server.points.exists():
-            return
-        now = timezone.now().replace(minute=0, second=0, microsecond=0)
-        stamps = [(now - dt.timedelta(minutes=15 * i), Tier.INTRADAY) for i in range(8)]
-        stamps += [(now - dt.timedelta(days=d), Tier.DAILY) for d in range(1, 7)]
-        stamps += [(now - dt.timedelta(weeks=w), Tier.WEEKLY) for w in range(1, 4)]
-        for taken_at, tier in stamps:
-            RecoveryPoint.objects.create(
-                server=server,
-                agent_id=f"{server.name}/c/{taken_at:%Y%m%dT%H%M%SZ}",
-                volume="C",
-                taken_at=taken_at,
-                tier=tier,
-                size_bytes=120 * 2**30,
-                stored_bytes=3 * 2**30,
+    def _appliance(self, root, seed, customer, site_name, serial, name, model, servers, enrolled):
+        site = customer.sites.filter(name=site_name).first() or services.create_site(
+            customer, actor=None, name=site_name
+        )
+        store = root / serial / "store"
+        if not store.exists():
+            (root / serial).mkdir(parents=True, exist_ok=True)
+            _agent(
+                store,
+                "init",
+                "--key-file",
+                str(root / serial / "storage.key"),
+                "--chunk-size",
+                str(1 << 20),
             )
+        appliance = Appliance.objects.filter(serial=serial).first()
+        if appliance is None:
+            appliance = appliance_services.create_appliance(
+                actor=None,
+                serial=serial,
+                name=name,
+                model=model,
+                customer=customer,
+                site=site,
+                purchased_on=dt.date(2026, 1, 15),
+                transport=Transport.LOCAL,
+                local_store=str(store),
+            )
+        if not enrolled or appliance.state != ApplianceState.NEW:
+            return
+        for i, sname in enumerate(servers):
+            server = appliance.servers.filter(name=sname).first() or appliance_services.add_server(
+                appliance,
+                actor=None,
+                name=sname,
+                hostname=f"{sname}.{customer.name.split()[0].lower()}.local",
+                volumes={
+                    "C": str(_volume(root / "volumes" / f"{serial}-{sname}-C.img", seed * 10 + i))
+                },
+            )
+        appliance.state = ApplianceState.ONLINE
+        appliance.save(update_fields=["state"])
+        for server in appliance.servers.all():
+            sync.push_server_config(server)
+            image = server.volumes.get().source
+            for hours_ago in (26, 2, 1):
+                at = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours_ago)).isoformat(
+                    timespec="seconds"
+                )
+                _agent(store, "backup", server.name, image, "--volume", "C", "--at", at)
+        _agent(store, "rollup")  # yesterday's point becomes a daily one
+        sync.poll_appliance(appliance)
