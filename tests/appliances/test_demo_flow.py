@@ -58,7 +58,7 @@ def test_enrol_add_server_back_up_and_watch_it_finish(
         response = client.post(reverse("server_backup_now", args=[server.pk]))
     job = Job.objects.get()
     page = client.get(response["Location"]).content.decode()
-    assert 'hx-get="%s"' % reverse("job_progress", args=[job.pk]) in page
+    assert f'hx-get="{reverse("job_progress", args=[job.pk])}"' in page
     seen = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

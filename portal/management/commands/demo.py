@@ -107,8 +107,8 @@ class Command(BaseCommand):
                 f"  {username:14} / {DEMO_PASSWORD}   {role.label}{' of ' + cname if cname else ''}"
             )
         self.stdout.write(
-            "Try it as 'tech': Appliances > globex-lab > Enrol > Connect, then Protect a server with "
-            f"volume source {spare}, then Back up now."
+            "Try it as 'tech': Appliances > globex-lab > Enrol > Connect, then Protect a server "
+            f"with volume source {spare}, then Back up now."
         )
 
     def _appliance(self, root, seed, customer, site_name, serial, name, model, servers, enrolled):
