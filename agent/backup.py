@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -156,8 +157,12 @@ def backup_volume(
     taken_at: datetime | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> PointRecord:
     """Back up ``source`` as a new point of ``server``/``volume`` and return its record.
+
+    ``before_commit`` runs after every chunk is stored and the index written, just before
+    the commit (tests use it to force a gc or verify into that window).
 
     ``taken_at`` (default now) names the point; an explicit time that already has a
     point is refused. Raises LockHeld if the server is busy, LockLost if our lock was
@@ -214,6 +219,8 @@ def backup_volume(
             chunks_zero=sum(1 for r in results if r.kind == ZERO),
             index_digest=index_digest(blob),
         )
+        if before_commit is not None:
+            before_commit()
         try:
             with store.commit_interlock():
                 job.heal_missing(index, results)
