@@ -1,0 +1,141 @@
+"""Damage is found, named, never restored as wrong bytes, and healed by the next backup."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agent.backup import backup_volume
+from agent.errors import DamageFound
+from agent.restore import restore_point
+from agent.verify import verify_points
+from tests.agent.conftest import digest, mutate_volume
+
+T0 = datetime(2025, 4, 1, 10, 0, tzinfo=UTC)
+
+
+def flip_bit(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x04
+    path.write_bytes(bytes(data))
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def delete(path):
+    path.unlink()
+
+
+@pytest.fixture
+def two_points(store, volume):
+    """Two points sharing most chunks; returns (records, digests)."""
+    first = backup_volume(store, "srv1", volume, taken_at=T0)
+    want = {first.id: digest(volume)}
+    mutate_volume(volume, seed=5, writes=1)
+    second = backup_volume(store, "srv1", volume, taken_at=T0 + timedelta(minutes=15))
+    want[second.id] = digest(volume)
+    return [first, second], want
+
+
+def shared_chunk(store, records, offset=None):
+    """A chunk both points reference (the first non-zero one they share)."""
+    a, b = (store.load_index(r) for r in records)
+    for i, (x, y) in enumerate(zip(a.ids, b.ids, strict=True)):
+        if x == y and x != bytes(32) and (offset is None or i * a.chunk_size == offset):
+            return x, i * a.chunk_size
+    raise AssertionError("no shared chunk")
+
+
+@pytest.mark.parametrize("damage", [flip_bit, truncate, delete])
+def test_verify_finds_damage_and_names_chunk_and_points(cli, store, two_points, damage):
+    records, _ = two_points
+    chunk_id, offset = shared_chunk(store, records)
+    damage(store.chunks.path(chunk_id))
+    run = cli("verify", "--json")
+    assert run.returncode == 3, run.stderr
+    report = json.loads(run.stdout)
+    assert not report["ok"]
+    [bad] = report["damaged_chunks"]
+    assert bad["chunk"] == chunk_id.hex()
+    assert bad["points"] == sorted(r.id for r in records)
+    assert {p["id"] for p in report["damaged_points"]} == {r.id for r in records}
+    assert report["damaged_points"][0]["chunks"][0]["offset"] == offset
+
+
+def test_restore_of_damaged_point_fails_naming_offset_and_writes_nothing(
+    cli, store, two_points, tmp_path
+):
+    records, _ = two_points
+    chunk_id, offset = shared_chunk(store, records)
+    flip_bit(store.chunks.path(chunk_id))
+    out = tmp_path / "out.img"
+    run = cli("restore", records[1].id, str(out))
+    assert run.returncode == 3
+    assert f"offset {offset}" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in run.stderr
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.img.*"))
+
+
+def test_points_not_needing_the_damaged_chunk_still_restore(store, two_points, tmp_path):
+    records, want = two_points
+    a, b = (store.load_index(r) for r in records)
+    only_first = next(x for x, y in zip(a.ids, b.ids, strict=True) if x != y)
+    delete(store.chunks.path(only_first))
+    report = verify_points(store)
+    assert [p["id"] for p in report.damaged_points] == [records[0].id]
+    out = tmp_path / "out.img"
+    restore_point(store, records[1].id, out)
+    assert digest(out) == want[records[1].id]
+    with pytest.raises(DamageFound):
+        restore_point(store, records[0].id, out)
+
+
+def test_next_backup_after_damage_makes_every_point_whole_again(
+    store, two_points, volume, tmp_path
+):
+    records, want = two_points
+    chunk_id, _ = shared_chunk(store, records)
+    flip_bit(store.chunks.path(chunk_id))
+    assert not verify_points(store).ok  # quarantines and records the chunk
+    assert chunk_id in store.chunks.damaged_ids()
+    # the source did not change: the block is stored again all the same ("diff-gen")
+    healed = backup_volume(store, "srv1", volume, taken_at=T0 + timedelta(minutes=30))
+    assert healed.chunks_new >= 1
+    assert verify_points(store).ok
+    assert store.chunks.damaged_ids() == set()
+    out = tmp_path / "out.img"
+    for record in records:  # the old points are whole again too: same id, same chunk
+        restore_point(store, record.id, out)
+        assert digest(out) == want[record.id]
+
+
+def test_a_deleted_chunk_is_stored_again_even_without_verify(store, two_points, volume):
+    records, _ = two_points
+    chunk_id, _ = shared_chunk(store, records)
+    delete(store.chunks.path(chunk_id))
+    backup_volume(store, "srv1", volume, taken_at=T0 + timedelta(minutes=30))
+    assert store.chunks.exists(chunk_id)
+    assert verify_points(store).ok
+
+
+def test_damaged_index_is_reported(cli, store, two_points):
+    records, _ = two_points
+    path = store.index_path("srv1", "disk0", records[0].taken_at_dt)
+    flip_bit(path)
+    report = json.loads(cli("verify", "--json").stdout)
+    assert [p["id"] for p in report["damaged_points"]] == [records[0].id]
+    assert "does not match the catalog" in report["damaged_points"][0]["index"]
+
+
+def test_verify_of_named_points_and_unknown_point(cli, two_points):
+    records, _ = two_points
+    run = cli("verify", records[0].id, "--json")
+    assert run.returncode == 0
+    assert json.loads(run.stdout)["points_checked"] == 1
+    run = cli("verify", "srv1/disk0/20990101T000000Z")
+    assert run.returncode == 2
+    assert "no such point" in run.stderr
