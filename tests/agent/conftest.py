@@ -70,7 +70,9 @@ def volume(tmp_path) -> Path:
     return write_volume(tmp_path / "disk0.img", 2 << 20, seed=1)
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """Run ``python -m agent ARGS`` as a real process."""
     full_env = {**os.environ, "BDR_GC_GRACE": "0", **(env or {})}
     return subprocess.run(

@@ -10,9 +10,7 @@ from tests.agent.conftest import digest, mutate_volume, write_volume
 START = datetime(2025, 2, 27, 0, 0, tzinfo=UTC)
 
 
-def test_every_point_of_three_days_of_quarter_hour_backups_restores_byte_identical(
-    store, tmp_path
-):
+def test_every_point_of_three_days_of_quarter_hour_backups_restores_byte_identical(store, tmp_path):
     vol = write_volume(tmp_path / "disk.img", 1 << 20, seed=7)
     expected = {}
     for n in range(3 * 96):
@@ -90,9 +88,9 @@ def test_cli_backup_points_restore_round_trip(cli, store, volume, tmp_path):
     for field in ("id", "server", "volume", "taken_at", "tier", "size", "stored_bytes"):
         assert field in point
     assert point["taken_at"] == "2025-03-01T10:15:00+00:00"
-    assert point["chunks_new"] + point["chunks_reused"] + point["chunks_zero"] == point[
-        "chunks_total"
-    ]
+    assert (
+        point["chunks_new"] + point["chunks_reused"] + point["chunks_zero"] == point["chunks_total"]
+    )
     out = tmp_path / "restored.img"
     run = cli("restore", point["id"], str(out), "--json")
     assert run.returncode == 0, run.stderr

@@ -47,9 +47,7 @@ def test_gc_keeps_unreferenced_chunks_younger_than_the_grace_period(store, volum
     assert collect_garbage(store, grace=0)["chunks_deleted"] > 0
 
 
-def test_backup_reusing_chunks_that_gc_deletes_before_commit_stores_them_again(
-    store, tmp_path
-):
+def test_backup_reusing_chunks_that_gc_deletes_before_commit_stores_them_again(store, tmp_path):
     """The PBS/restic race: dedup against a chunk of a pruned point, gc sweeps it."""
     vol = write_volume(tmp_path / "a.img", 1 << 20, seed=3)
     old = backup_volume(store, "srv1", vol, taken_at=T0)

@@ -156,7 +156,9 @@ def reference(points, policy, now):
 
 BASE = datetime(2023, 12, 1, tzinfo=UTC)
 stamps = st.lists(
-    st.integers(min_value=0, max_value=500 * 24 * 4).map(lambda q: BASE + timedelta(minutes=15 * q)),
+    st.integers(min_value=0, max_value=500 * 24 * 4).map(
+        lambda q: BASE + timedelta(minutes=15 * q)
+    ),
     min_size=0,
     max_size=60,
     unique=True,

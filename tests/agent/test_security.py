@@ -28,7 +28,9 @@ def test_wrong_key_is_refused_before_anything_is_written(cli, store, volume, tmp
     for args in (["backup", "srv1", str(volume)], ["gc"], ["rollup"], ["verify"], ["points"]):
         run = cli(*args)
         assert run.returncode == 1, args
-        assert run.stderr.strip() == f"bdr-agent: key file {key} is not the key of store {store.root}"
+        assert (
+            run.stderr.strip() == f"bdr-agent: key file {key} is not the key of store {store.root}"
+        )
     assert store_files(store.root) == before
 
 
