@@ -183,7 +183,7 @@ def test_selection_matches_reference_and_is_stable(times, policy, hours):
     assert kept == reference(points, policy, now)
     if points:
         assert max(points, key=lambda p: p[1])[0] in kept  # newest always kept
-    for tier, period in PERIODS.items():
+    for tier in PERIODS:
         assert sum(1 for t in kept.values() if t == tier) <= getattr(policy, tier)
     # rolling up again at the same moment removes nothing more
     again = select_points([p for p in points if p[0] in kept], policy, now)

@@ -77,7 +77,7 @@ def test_nonces_are_unique_across_every_sealed_object(store, volume):
         # reopen: a restarted process must not repeat nonces either
         store = Store.open(store.root)
     nonces = []
-    for name, data in store_files(store.root).items():
+    for data in store_files(store.root).values():
         if data.startswith(SEAL_MAGIC):
             nonces.append(data[len(SEAL_MAGIC) : len(SEAL_MAGIC) + NONCE_BYTES])
     assert len(nonces) > 40
