@@ -1,0 +1,240 @@
+"""Benchmark bdr-agent against restic and borg on one synthetic volume, side by side.
+
+    .venv/bin/python bench/engine.py [--size-mib 4096] [--workdir DIR] [--volume IMG]
+                                     [--tools bdr-agent,restic,borg] [--keep]
+
+Steps, each tool in turn on the same file: base backup; then 1% of the volume changed
+once (mkvol.py mutate); incremental backup; restore of the latest point, compared byte
+for byte with the volume. Prints seconds, stored bytes and peak RSS per tool per step,
+and bdr-agent's (and borg's) time as a ratio of restic's.
+
+Fairness: every tool reads the same file from a warm page cache (`sync` before each
+timed step so no tool pays for another's dirty pages); every tool's repository is on
+the same filesystem; each tool runs with its defaults for encryption and compression
+(restic 0.14: repo v2, zstd "auto", AES-256-CTR+Poly1305, fsyncs its packs; borg 1.2:
+repokey-blake2, lz4, fsyncs its segments; bdr-agent: zstd level 1, AES-256-GCM, 4 MiB
+chunks, fsync before commit). Peak RSS comes from wait4() of each tool's process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MKVOL = Path(
+    os.environ.get("BDR_MKVOL", Path(__file__).resolve().parents[2] / "shared/bench/mkvol.py")
+)
+VENV_BIN = Path(sys.executable).parent
+TARGETS = {"base": 0.35, "incremental": 0.25, "restore": 0.4}
+
+
+def run(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> tuple[float, int]:
+    """Run ``cmd``; return (seconds, peak RSS in bytes). Raises on failure."""
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.monotonic() - began
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.read().decode()}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    return subprocess.run(["cmp", "-s", str(a), str(b)]).returncode == 0
+
+
+class Tool:
+    name = ""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.repo = work / f"repo-{self.name}"
+        self.out = work / f"restore-{self.name}"
+
+    def env(self) -> dict:
+        return {}
+
+    def init(self) -> None: ...
+    def backup(self, volume: Path, label: str) -> list[str]: ...
+    def restore(self, volume: Path) -> tuple[list[str], Path, Path | None]: ...
+
+
+class BdrAgent(Tool):
+    name = "bdr-agent"
+
+    def cmd(self, *args: str) -> list[str]:
+        exe = shutil.which("bdr-agent", path=str(VENV_BIN)) or "bdr-agent"
+        return [exe, "--store", str(self.repo), *args]
+
+    def init(self) -> None:
+        run(self.cmd("init", "--key-file", str(self.work / "bdr.key")))
+
+    def backup(self, volume, label):
+        return self.cmd("backup", "bench", str(volume))
+
+    def restore(self, volume):
+        points = subprocess.run(self.cmd("points", "--json"), capture_output=True, check=True)
+        latest = json.loads(points.stdout)[-1]["id"]
+        dest = self.out / volume.name
+        self.out.mkdir(exist_ok=True)
+        return self.cmd("restore", latest, str(dest)), dest, None
+
+
+class Restic(Tool):
+    name = "restic"
+
+    def env(self):
+        return {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(self.repo)}
+
+    def init(self):
+        run(["restic", "init", "-q"], self.env())
+
+    def backup(self, volume, label):
+        return ["restic", "backup", "-q", "--tag", label, str(volume)]
+
+    def restore(self, volume):
+        cmd = ["restic", "restore", "latest", "--target", str(self.out)]
+        return cmd, self.out / str(volume).lstrip("/"), None
+
+
+class Borg(Tool):
+    name = "borg"
+
+    def env(self):
+        return {"BORG_PASSPHRASE": "bench", "BORG_REPO": str(self.repo)}
+
+    def init(self):
+        run(["borg", "init", "-e", "repokey-blake2"], self.env())
+
+    def backup(self, volume, label):
+        return ["borg", "create", f"::{label}", str(volume)]
+
+    def restore(self, volume):
+        self.out.mkdir(exist_ok=True)
+        cmd = ["borg", "extract", "--sparse", "::incremental"]
+        return cmd, self.out / str(volume).lstrip("/"), self.out
+
+
+TOOLS = {t.name: t for t in (BdrAgent, Restic, Borg)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=4096)
+    ap.add_argument("--workdir", type=Path, help="default: a new directory under /var/tmp")
+    ap.add_argument("--volume", type=Path, help="reuse this image (copied) instead of mkvol create")
+    ap.add_argument("--tools", default="bdr-agent,restic,borg")
+    ap.add_argument("--change-percent", type=float, default=1.0)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bdr-bench-", dir="/var/tmp"))
+    work.mkdir(parents=True, exist_ok=True)
+    volume = work / "volume.img"
+    print(f"work dir {work}", flush=True)
+    if args.volume:
+        subprocess.run(["cp", "--sparse=always", str(args.volume), str(volume)], check=True)
+    else:
+        print(f"making a {args.size_mib} MiB volume with {MKVOL}", flush=True)
+        subprocess.run(
+            [sys.executable, str(MKVOL), "create", str(volume), str(args.size_mib), "--seed", "1"],
+            check=True,
+        )
+    tools = [TOOLS[name](work) for name in args.tools.split(",")]
+    results: dict[str, dict] = {t.name: {} for t in tools}
+
+    for tool in tools:
+        tool.init()
+    for step in ("base", "incremental"):
+        if step == "incremental":
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(MKVOL),
+                    "mutate",
+                    str(volume),
+                    str(args.change_percent),
+                    "--seed",
+                    "2",
+                ],
+                check=True,
+            )
+        for tool in tools:
+            os.sync()
+            before = tree_bytes(tool.repo)
+            seconds, rss = run(tool.backup(volume, step), tool.env())
+            os.sync()
+            stored = tree_bytes(tool.repo) - before
+            results[tool.name][step] = (seconds, stored, rss)
+            print(
+                f"{tool.name:10} {step:12} {seconds:8.2f} s  {stored / 1e6:9.1f} MB"
+                f"  {rss / 1e6:7.1f} MB RSS",
+                flush=True,
+            )
+    for tool in tools:
+        cmd, restored, cwd = tool.restore(volume)
+        os.sync()
+        seconds, rss = run(cmd, tool.env(), cwd)
+        ok = same_bytes(restored, volume)
+        results[tool.name]["restore"] = (seconds, restored.stat().st_size, rss)
+        results[tool.name]["identical"] = ok
+        print(
+            f"{tool.name:10} {'restore':12} {seconds:8.2f} s  byte-identical: {ok}"
+            f"  {rss / 1e6:7.1f} MB RSS",
+            flush=True,
+        )
+        restored.unlink()
+    print_table(results, args.size_mib if not args.volume else volume.stat().st_size >> 20)
+    if not args.keep:
+        shutil.rmtree(work)
+    return 0 if all(r["identical"] for r in results.values()) else 1
+
+
+def print_table(results: dict, size_mib: int) -> None:
+    restic = results.get("restic")
+    print(f"\nvolume {size_mib} MiB; seconds / stored MB / peak RSS MB; ratio = time / restic's")
+    head = f"{'tool':10} | {'base':>24} | {'incremental (1%)':>24} | {'restore':>16} | ident"
+    print(head)
+    print("-" * len(head))
+    for name, r in results.items():
+        cells = []
+        for step in ("base", "incremental", "restore"):
+            s, stored, rss = r[step]
+            ratio = f" x{s / restic[step][0]:.2f}" if restic and name != "restic" else ""
+            if step == "restore":
+                cells.append(f"{s:6.2f}s{ratio:6} {rss / 1e6:4.0f}M".rjust(16))
+            else:
+                cells.append(f"{s:6.2f}s{ratio:6} {stored / 1e6:6.0f}MB {rss / 1e6:4.0f}M")
+        print(f"{name:10} | " + " | ".join(cells) + f" | {r['identical']}")
+    if restic and "bdr-agent" in results:
+        print(
+            "\ntargets (bdr-agent / restic): "
+            + ", ".join(
+                f"{k} <= {v}x: {results['bdr-agent'][k][0] / restic[k][0]:.2f}x"
+                for k, v in TARGETS.items()
+            )
+            + f"; peak RSS {max(results['bdr-agent'][k][2] for k in TARGETS) / 1e6:.0f} MB (< 256)"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
