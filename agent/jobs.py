@@ -219,6 +219,29 @@ def _fold_event(job: dict, event: dict) -> None:
             job[key] = event[key]
 
 
+def _describe(params: dict) -> str:
+    if "server" in params:
+        return f"of {params['server']} volume {params['volume']} from {params['source']}"
+    if params.get("points"):
+        return f"of {len(params['points'])} point(s)"
+    return "of the whole store"
+
+
+def _summary(job: dict, code: int, cancelled: bool, stderr: str) -> str:
+    result = job.get("result")
+    if cancelled:
+        return "cancelled on request"
+    if code == 0 and job["kind"] == "backup" and isinstance(result, dict):
+        return (
+            f"recovery point {result.get('id')}: {result.get('size', 0):,} bytes read, "
+            f"{result.get('chunks_new', 0)} new chunks, "
+            f"{result.get('stored_bytes', 0):,} bytes stored"
+        )
+    if code == 0:
+        return f"{job['kind']} finished"
+    return f"{job['kind']} failed (exit {code}): {(stderr.strip().splitlines() or [''])[-1]}"
+
+
 def run(store: Path, job_id: str) -> int:
     """The detached runner: execute the job's CLI command and keep the record current."""
     store = Path(store)
@@ -230,6 +253,7 @@ def run(store: Path, job_id: str) -> int:
     )
     job["child_pid"] = child.pid
     _write(store, job)
+    print(f"{job['started_at']} started {job['kind']} {_describe(job['params'])}", flush=True)
     cancelled = False
 
     def on_term(signum, frame):
@@ -266,14 +290,14 @@ def run(store: Path, job_id: str) -> int:
     reader.join(timeout=10)
     output = "".join(out_lines).strip()
     if output:
-        print(output, flush=True)
         try:
             job["result"] = json.loads(output.splitlines()[-1])
         except json.JSONDecodeError:
-            pass
+            print(output, flush=True)
     stderr = "\n".join(errors)
     job["exit_code"] = code
     job["finished_at"] = _now()
+    print(f"{job['finished_at']} {_summary(job, code, cancelled, stderr)}", flush=True)
     if cancelled:
         job.update(state="cancelled", error="cancelled on request")
     elif code == 0:
