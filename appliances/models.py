@@ -262,6 +262,12 @@ class Job(models.Model):
                 condition=Q(state__in=ACTIVE_JOB_STATES),
                 name="job_one_active_per_server_and_kind",
             ),
+            # Jobs of the whole appliance (verify, rollup): one active per kind.
+            models.UniqueConstraint(
+                fields=["appliance", "kind"],
+                condition=Q(state__in=ACTIVE_JOB_STATES, server__isnull=True),
+                name="job_one_active_appliance_job_per_kind",
+            ),
         ]
 
     def __str__(self) -> str:

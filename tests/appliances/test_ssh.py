@@ -254,3 +254,59 @@ def test_client_session_reads_events_in_order(protected_server):
     assert (
         final["state"] == "succeeded" and events and events[-1]["state"] in ("running", "succeeded")
     )
+
+
+def test_schedule_and_retention_edits_are_pushed_to_the_appliance(
+    protected_server, client, agent_store
+):
+    client.force_login(UserFactory(role=Role.TECHNICIAN))
+    url = reverse("server_detail", args=[protected_server.pk])
+    response = client.post(
+        url,
+        {
+            "schedule-interval_minutes": 60,
+            "schedule-weekdays": ["0", "2", "4"],
+            "schedule-start_hour": 7,
+            "schedule-end_hour": 19,
+            "schedule-enabled": "on",
+        },
+    )
+    assert response.status_code == 302
+    response = client.post(
+        url,
+        {
+            "retention-intraday": 10,
+            "retention-daily": 14,
+            "retention-weekly": 8,
+            "retention-monthly": 6,
+            "retention-yearly": 2,
+        },
+    )
+    assert response.status_code == 302
+    with connect(protected_server.appliance) as agent_client:
+        (configured,) = agent_client.call("servers.list")
+    assert configured["schedule"] == {
+        "interval_minutes": 60,
+        "weekdays": [0, 2, 4],
+        "start_hour": 7,
+        "end_hour": 19,
+        "enabled": True,
+    }
+    policy = agent_json(agent_store, "policy", "dc01")["policy"]
+    assert policy == {"intraday": 10, "daily": 14, "weekly": 8, "monthly": 6, "yearly": 2}
+
+
+def test_bad_schedule_is_a_form_error_and_nothing_is_pushed(protected_server, client):
+    client.force_login(UserFactory(role=Role.TECHNICIAN))
+    response = client.post(
+        reverse("server_detail", args=[protected_server.pk]),
+        {
+            "schedule-interval_minutes": 5,
+            "schedule-weekdays": ["0"],
+            "schedule-start_hour": 0,
+            "schedule-end_hour": 24,
+        },
+    )
+    assert response.status_code == 200 and b"at most every 15 minutes" in response.content
+    protected_server.schedule.refresh_from_db()
+    assert protected_server.schedule.interval_minutes == 15
