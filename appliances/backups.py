@@ -66,11 +66,11 @@ def dispatch_job(job_id: int) -> Job:
         with sync.open_agent(job.appliance) as agent:
             if job.server is not None:
                 sync.push_server_config(job.server, agent)
-            params = {"ref": f"portal-job-{job.pk}"}
+            # job.params are the rpc's parameters for "<kind>.start"; the ref makes it idempotent.
+            params = {k: v for k, v in job.params.items() if v not in ("", None)}
+            params["ref"] = f"portal-job-{job.pk}"
             if job.kind == JobKind.BACKUP:
                 params["server"] = job.server.name
-                if job.params.get("volume"):
-                    params["volume"] = job.params["volume"]
             record = agent.call(f"{job.kind}.start", **params)
     except (AgentError, TransportError, sync.ApplianceUnavailable) as exc:
         return finish(job, JobState.FAILED, f"could not start on the appliance: {exc}")
