@@ -306,7 +306,11 @@ def run(store: Path, job_id: str) -> int:
             job["bytes_done"] = job["bytes_total"]
     else:
         last = (stderr.strip().splitlines() or [""])[-1]
-        if code < 0:
+        result = job.get("result")
+        if job["kind"] == "verify" and code == 3 and isinstance(result, dict):
+            damaged = [p["id"] for p in result.get("damaged_points", [])]
+            reason = f"verify found damage in {len(damaged)} point(s): {', '.join(damaged)}"
+        elif code < 0:
             reason = f"bdr-agent {job['kind']} was killed by signal {-code}"
             if job["kind"] == "backup":
                 reason += "; no recovery point was written"

@@ -116,12 +116,50 @@ def finish(job: Job, state: str, error: str = "", record: dict | None = None) ->
                 severity=Severity.CRITICAL,
                 message=f"{locked.get_kind_display()} of {what} failed: {error}"[:500],
             )
+    if locked.kind == JobKind.VERIFY and record and isinstance(record.get("result"), dict):
+        _record_verification(locked, record["result"])
     if state == JobState.SUCCEEDED:
         try:
             sync.poll_appliance(locked.appliance)
         except sync.ApplianceUnavailable as exc:
             log.warning("job %s finished but points could not be synced: %s", locked.pk, exc)
     return locked
+
+
+def start_verify(server: ProtectedServer, *, actor: User | None, request=None) -> Job:
+    """Queue a verify of every recovery point of ``server`` (re-reads and authenticates chunks)."""
+    from restores.models import RecoveryPoint
+
+    point_ids = list(RecoveryPoint.objects.filter(server=server).values_list("agent_id", flat=True))
+    if not point_ids:
+        raise ValidationError(f"{server} has no recovery points to verify yet.")
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                appliance=server.appliance,
+                server=server,
+                kind=JobKind.VERIFY,
+                requested_by=actor if actor and actor.is_authenticated else None,
+                params={"points": point_ids},
+            )
+    except IntegrityError:
+        raise ValidationError(f"A verify of {server} is already running.") from None
+    audit.record(actor, "verify.start", server, request=request, detail={"job": job.pk})
+    from appliances import tasks
+
+    transaction.on_commit(lambda: tasks.run_job.delay(job.pk))
+    return job
+
+
+def _record_verification(job: Job, report: dict) -> None:
+    from restores.models import RecoveryPoint
+
+    damaged = {p["id"] for p in report.get("damaged_points", [])}
+    checked = RecoveryPoint.objects.filter(
+        server__appliance=job.appliance, agent_id__in=job.params.get("points", [])
+    )
+    checked.filter(agent_id__in=damaged).update(verified=False)
+    checked.exclude(agent_id__in=damaged).update(verified=True)
 
 
 def refresh_job(job: Job) -> Job:

@@ -80,14 +80,16 @@ def _taken_at(point: dict) -> dt.datetime:
 
 def _point_fields(point: dict) -> dict:
     tier = point.get("tier") or Tier.INTRADAY
-    return {
+    fields = {
         "volume": str(point.get("volume", ""))[:64],
         "taken_at": _taken_at(point),
         "tier": tier if tier in Tier.values else Tier.INTRADAY,
         "size_bytes": int(point.get("size") or point.get("size_bytes") or 0),
         "stored_bytes": int(point.get("stored_bytes") or point.get("added_bytes") or 0),
-        "verified": point.get("verified"),
     }
+    if "verified" in point:  # otherwise the portal's own verify result stands
+        fields["verified"] = point["verified"]
+    return fields
 
 
 @transaction.atomic

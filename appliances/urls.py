@@ -11,6 +11,7 @@ urlpatterns = [
     path("<int:appliance_pk>/servers/new/", views.server_create, name="server_create"),
     path("servers/<int:server_pk>/", views.server_detail, name="server_detail"),
     path("servers/<int:server_pk>/backup/", views.server_backup_now, name="server_backup_now"),
+    path("servers/<int:server_pk>/verify/", views.server_verify_now, name="server_verify_now"),
     path("jobs/", views.job_list, name="job_list"),
     path("jobs/<int:job_pk>/", views.job_detail, name="job_detail"),
     path("jobs/<int:job_pk>/progress/", views.job_progress, name="job_progress"),

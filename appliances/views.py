@@ -198,6 +198,18 @@ def server_backup_now(request, server_pk: int):
 
 
 @msp_required
+@require_POST
+def server_verify_now(request, server_pk: int):
+    server = get_for_user(ProtectedServer, request.user, pk=server_pk)
+    try:
+        job = backups.start_verify(server, actor=request.user, request=request)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("server_detail", server_pk=server.pk)
+    return redirect("job_detail", job_pk=job.pk)
+
+
+@msp_required
 def job_list(request):
     page = _page(request, selectors.jobs_for(request.user))
     return render(request, "appliances/job_list.html", {"page": page})

@@ -148,6 +148,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # paramiko logs every connection at INFO; keep only its warnings.
+    "loggers": {"paramiko": {"level": "WARNING"}},
 }
 
 SESSION_COOKIE_HTTPONLY = True

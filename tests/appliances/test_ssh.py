@@ -310,3 +310,44 @@ def test_bad_schedule_is_a_form_error_and_nothing_is_pushed(protected_server, cl
     assert response.status_code == 200 and b"at most every 15 minutes" in response.content
     protected_server.schedule.refresh_from_db()
     assert protected_server.schedule.interval_minutes == 15
+
+
+def _back_up(server):
+    job = Job.objects.create(appliance=server.appliance, server=server, kind="backup")
+    backups.dispatch_job(job.pk)
+    assert backups.follow_job(job.pk, max_seconds=120).state == JobState.SUCCEEDED
+
+
+def _verify(server):
+    job = backups.start_verify(server, actor=None)
+    backups.dispatch_job(job.pk)
+    return backups.follow_job(job.pk, max_seconds=120)
+
+
+def test_verify_marks_points_verified(protected_server):
+    _back_up(protected_server)
+    job = _verify(protected_server)
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert list(RecoveryPoint.objects.values_list("verified", flat=True)) == [True]
+
+
+def test_verify_finds_a_flipped_bit_fails_the_job_and_marks_the_point(
+    protected_server, agent_store
+):
+    _back_up(protected_server)
+    chunk = max(
+        (
+            p
+            for p in (agent_store / "chunks").rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        ),
+        key=lambda p: p.stat().st_size,
+    )
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    chunk.write_bytes(bytes(data))
+    job = _verify(protected_server)
+    point = RecoveryPoint.objects.get()
+    assert job.state == JobState.FAILED and "verify found damage in 1 point(s)" in job.error
+    assert point.agent_id in job.error and point.verified is False
+    assert Alert.objects.filter(kind="verify_failed").exists()
