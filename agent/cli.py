@@ -172,6 +172,26 @@ def cmd_policy(args) -> int:
     return EXIT_OK
 
 
+def cmd_nbd(args) -> int:
+    import signal
+
+    from agent.nbd import NbdServer, nbd_uri
+
+    server = NbdServer(_open_store(args), args.point, args.socket)
+
+    def stop(signum, frame):
+        server.shutdown()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    ready = {"point": args.point, "socket": str(server.socket_path), "size": server.size}
+    ready["uri"] = nbd_uri(server.socket_path)
+    # Printed once the socket listens: a caller waits for this line, then connects.
+    print(json.dumps(ready) if args.json else f"serving {args.point} on {ready['uri']}", flush=True)
+    server.serve_forever(on_idle=(lambda: True) if args.idle_exit else None)
+    return EXIT_OK
+
+
 def cmd_rpc(args) -> int:
     from agent.rpc import main as rpc_main
 
@@ -195,6 +215,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "gc": cmd_gc,
     "policy": cmd_policy,
     "rpc": cmd_rpc,
+    "nbd": cmd_nbd,
     "run": cmd_run,
 }
 
@@ -242,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intraday", help="'all' or a count of today's points")
     for tier in ("daily", "weekly", "monthly", "yearly"):
         p.add_argument(f"--{tier}", type=_count)
+    p = sub.add_parser("nbd", parents=[common], help="serve a point read-only over NBD")
+    p.add_argument("point")
+    p.add_argument("socket", help="Unix socket path to listen on")
+    p.add_argument(
+        "--idle-exit", action="store_true", help="exit when the last client disconnects"
+    )
     sub.add_parser("rpc", parents=[common], help="the portal's protocol on stdin/stdout (SSH)")
     p = sub.add_parser("run", parents=[common], help="the appliance's scheduler service")
     p.add_argument("--tick", type=float, default=20.0, help="seconds between checks")
