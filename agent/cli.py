@@ -266,9 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("nbd", parents=[common], help="serve a point read-only over NBD")
     p.add_argument("point")
     p.add_argument("socket", help="Unix socket path to listen on")
-    p.add_argument(
-        "--idle-exit", action="store_true", help="exit when the last client disconnects"
-    )
+    p.add_argument("--idle-exit", action="store_true", help="exit when the last client disconnects")
     sub.add_parser("rpc", parents=[common], help="the portal's protocol on stdin/stdout (SSH)")
     p = sub.add_parser("run", parents=[common], help="the appliance's scheduler service")
     p.add_argument("--tick", type=float, default=20.0, help="seconds between checks")
