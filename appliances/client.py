@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+
 from appliances import transport
 from appliances.transport import AuthenticationFailed, HostKeyMismatch, TransportError
 
@@ -100,11 +102,10 @@ class AgentClient:
             return message.get("result"), payload
 
 
-RETRY_DELAYS = (1, 2, 4)
-
-
-def connect(appliance, *, retries: tuple[float, ...] = RETRY_DELAYS) -> AgentClient:
+def connect(appliance, *, retries: tuple[float, ...] | None = None) -> AgentClient:
     """Open a session and say hello, retrying connection errors with backoff."""
+    if retries is None:
+        retries = tuple(settings.BDR_RPC_RETRY_DELAYS)
     for attempt, delay in enumerate((*retries, None)):
         try:
             stream = transport.open_stream(appliance)

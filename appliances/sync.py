@@ -14,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 
 from appliances import enrolment
 from appliances.client import AgentClient, HostKeyMismatch, TransportError, connect
-from appliances.models import Appliance, ApplianceState, ProtectedServer
+from appliances.models import Alert, Appliance, ApplianceState, ProtectedServer, Severity
 from restores.models import RecoveryPoint, Tier
 
 log = logging.getLogger(__name__)
@@ -129,11 +129,22 @@ def poll_appliance(appliance: Appliance) -> dict:
             status = agent.call("status")
             points = agent.call("points.list")
     except TransportError as exc:
-        Appliance.objects.filter(pk=appliance.pk).exclude(
-            state=ApplianceState.HOST_KEY_MISMATCH
+        went_offline = Appliance.objects.filter(
+            pk=appliance.pk, state=ApplianceState.ONLINE
         ).update(state=ApplianceState.OFFLINE)
+        if went_offline:
+            Alert.objects.create(
+                customer_id=appliance.customer_id,
+                appliance=appliance,
+                kind="appliance_offline",
+                severity=Severity.CRITICAL,
+                message=f"{appliance.name} is unreachable: {exc}"[:500],
+            )
         raise ApplianceUnavailable(f"{appliance.name} is unreachable: {exc}") from None
     apply_points(appliance, points or [])
+    Alert.objects.filter(
+        appliance=appliance, kind="appliance_offline", resolved_at__isnull=True
+    ).update(resolved_at=timezone.now())
     Appliance.objects.filter(pk=appliance.pk).update(
         state=ApplianceState.ONLINE,
         last_seen_at=timezone.now(),

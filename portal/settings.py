@@ -170,6 +170,8 @@ if PRODUCTION:
 
 # Appliances: how the portal reaches bdr-agent.
 BDR_RPC_TIMEOUT = env.float("BDR_RPC_TIMEOUT", default=120.0)
+# Seconds to wait before each retry of a connection that failed (backoff).
+BDR_RPC_RETRY_DELAYS = [float(x) for x in env.list("BDR_RPC_RETRY_DELAYS", default=["1", "2", "4"])]
 # The forced command written into the appliance's authorized_keys line.
 BDR_AGENT_COMMAND = env.str("BDR_AGENT_COMMAND", default="bdr-agent --store /srv/bdr rpc")
 BDR_ALLOW_LOCAL_TRANSPORT = env.bool("BDR_ALLOW_LOCAL_TRANSPORT", default=not PRODUCTION)

@@ -351,3 +351,23 @@ def test_verify_finds_a_flipped_bit_fails_the_job_and_marks_the_point(
     assert job.state == JobState.FAILED and "verify found damage in 1 point(s)" in job.error
     assert point.agent_id in job.error and point.verified is False
     assert Alert.objects.filter(kind="verify_failed").exists()
+
+
+def test_unreachable_appliance_goes_offline_with_one_alert_resolved_when_it_returns(
+    ssh_appliance, sshd, settings
+):
+    from tests.support.sshd import _start
+
+    settings.BDR_RPC_RETRY_DELAYS = [0.1]
+    sshd.stop()
+    for _ in range(2):
+        with pytest.raises(sync.ApplianceUnavailable, match="unreachable"):
+            sync.poll_appliance(ssh_appliance)
+    ssh_appliance.refresh_from_db()
+    assert ssh_appliance.state == ApplianceState.OFFLINE
+    alert = Alert.objects.get(kind="appliance_offline")
+    sshd.process = _start(sshd.dir / "sshd_config", sshd.port)
+    sync.poll_appliance(ssh_appliance)
+    ssh_appliance.refresh_from_db()
+    alert.refresh_from_db()
+    assert ssh_appliance.state == ApplianceState.ONLINE and alert.resolved_at is not None
