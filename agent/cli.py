@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.cli_restore import COMMANDS as _restore_commands
+from agent.cli_restore import add_parsers as _add_restore_parsers
 from agent.errors import AgentError, UsageError
 from agent.memory import tune_malloc
 
@@ -218,6 +220,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "nbd": cmd_nbd,
     "run": cmd_run,
 }
+COMMANDS.update(_restore_commands)  # ls, find, cat, partitions, zip, restore-files, export, ...
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", parents=[common], help="the appliance's scheduler service")
     p.add_argument("--tick", type=float, default=20.0, help="seconds between checks")
     p.add_argument("--once", action="store_true", help="one check, then exit")
+    _add_restore_parsers(sub, common)
     return parser
 
 

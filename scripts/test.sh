@@ -8,7 +8,7 @@ log() { printf '\033[1m[test] %s\033[0m\n' "$*" >&2; }
 # Debian packages the tests drive for real. Installed only when missing, and only as root.
 DEB_PACKAGES=(postgresql postgresql-client redis-server openssh-server openssh-client
               qemu-utils qemu-system-x86 e2fsprogs dosfstools mtools ntfs-3g
-              restic borgbackup time chromium)
+              restic borgbackup time chromium fdisk gdisk exfatprogs exfat-fuse)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${DEB_PACKAGES[@]}"; do
