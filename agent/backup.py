@@ -91,7 +91,7 @@ class _Backup:
         count = (size + cs - 1) // cs
         results: list[_ChunkResult | None] = [None] * count
         inflight: deque[tuple[int, Future]] = deque()
-        limit = self.workers + 2
+        limit = self.workers * 2
         progress.start("backup", size)
 
         def collect(i: int, fut: Future) -> None:

@@ -63,7 +63,11 @@ def cmd_init(args) -> int:
     from agent.store import init_store
 
     store = init_store(
-        _store_path(args), args.key_file, chunk_size=args.chunk_size, gc_grace=args.gc_grace
+        _store_path(args),
+        args.key_file,
+        chunk_size=args.chunk_size,
+        gc_grace=args.gc_grace,
+        compression_level=args.compression_level,
     )
     out = {"store": str(store.root), "chunk_size": store.chunk_size, "key_file": args.key_file}
     print(json.dumps(out) if args.json else f"store ready at {store.root}")
@@ -194,6 +198,80 @@ def cmd_nbd(args) -> int:
     return EXIT_OK
 
 
+def _print_vm(args, vm: dict) -> None:
+    if args.json:
+        print(json.dumps(vm))
+    else:
+        extra = f"  {vm['error']}" if vm.get("error") else ""
+        print(f"{vm['id']}  {vm['state']:<8}  {vm['point']}  net {vm['net']}{extra}")
+
+
+def cmd_vm(args) -> int:
+    from agent import vm
+
+    store = _store_path(args)
+    if args.vm_command == "start":
+        record = vm.start_vm(
+            store,
+            args.point,
+            net=args.net,
+            cpus=args.cpus,
+            memory_mib=args.memory,
+            mac=args.mac or "",
+            ref=args.ref or "",
+            wait=args.wait,
+        )
+        _print_vm(args, record)
+        return EXIT_OK if record["state"] in ("starting", "running") else EXIT_FAILURE
+    if args.vm_command == "list":
+        vms = vm.list_vms(store, args.server, active_only=args.active)
+        if args.json:
+            print(json.dumps(vms))
+        for record in [] if args.json else vms:
+            _print_vm(args, record)
+        return EXIT_OK
+    if args.vm_command == "stop":
+        _print_vm(args, vm.stop_vm(store, args.vm, force=args.force, wait=args.wait))
+        return EXIT_OK
+    if args.vm_command == "status":
+        _print_vm(args, vm.read_vm(store, args.vm))
+        return EXIT_OK
+    if args.vm_command == "screenshot":
+        Path(args.dest).write_bytes(vm.screenshot(store, args.vm))
+        print(json.dumps({"vm": args.vm, "png": args.dest}) if args.json else args.dest)
+        return EXIT_OK
+    if args.vm_command == "run":
+        _open_store(args)
+        _print_vm(args, vm.supervise(store, args.vm, progress=_progress(args)))
+        return EXIT_OK
+    from agent.backup import parse_time
+    from agent.vm_backup import backup_from_vm
+
+    when = parse_time(args.at) if args.at else None
+    _print_record(args, backup_from_vm(store, args.vm, taken_at=when, progress=_progress(args)))
+    return EXIT_OK
+
+
+def cmd_bootcheck(args) -> int:
+    from agent.bootcheck import bootcheck
+
+    result = bootcheck(
+        _store_path(args),
+        args.point,
+        marker=args.marker,
+        timeout=args.timeout,
+        cpus=args.cpus,
+        memory_mib=args.memory,
+    )
+    if args.json:
+        print(json.dumps(result))
+    elif result["ok"]:
+        print(f"{result['point']} booted in {result['boot_seconds']} s ({result['screenshot']})")
+    else:
+        print(f"{result['point']} FAILED to boot: {result['reason']}")
+    return EXIT_OK if result["ok"] else EXIT_DAMAGE
+
+
 def cmd_rpc(args) -> int:
     from agent.rpc import main as rpc_main
 
@@ -218,6 +296,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "policy": cmd_policy,
     "rpc": cmd_rpc,
     "nbd": cmd_nbd,
+    "vm": cmd_vm,
+    "bootcheck": cmd_bootcheck,
     "run": cmd_run,
 }
 COMMANDS.update(_restore_commands)  # ls, find, cat, partitions, zip, restore-files, export, ...
@@ -239,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", required=True, help="32-byte key file (created 0600 if absent)")
     p.add_argument("--chunk-size", type=_count, default=4 << 20, help="bytes (power of two)")
     p.add_argument("--gc-grace", type=_count, default=6 * 3600, help="seconds (default 6 h)")
+    p.add_argument(
+        "--compression-level", type=int, default=-3, help="zstd level (default -3: fast)"
+    )
 
     p = sub.add_parser("backup", parents=[common], help="back up a volume")
     p.add_argument("server")
@@ -270,12 +353,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("point")
     p.add_argument("socket", help="Unix socket path to listen on")
     p.add_argument("--idle-exit", action="store_true", help="exit when the last client disconnects")
+    _add_vm_parsers(sub, common)
     sub.add_parser("rpc", parents=[common], help="the portal's protocol on stdin/stdout (SSH)")
     p = sub.add_parser("run", parents=[common], help="the appliance's scheduler service")
     p.add_argument("--tick", type=float, default=20.0, help="seconds between checks")
     p.add_argument("--once", action="store_true", help="one check, then exit")
     _add_restore_parsers(sub, common)
     return parser
+
+
+def _add_vm_parsers(sub, common) -> None:
+    p = sub.add_parser("vm", parents=[common], help="boot recovery points as VMs")
+    vm_sub = p.add_subparsers(dest="vm_command", required=True, parser_class=_Parser)
+    p = vm_sub.add_parser("start", parents=[common], help="boot a point as a VM")
+    p.add_argument("point")
+    p.add_argument("--net", choices=("none", "isolated", "bridge"), default="isolated")
+    p.add_argument("--cpus", type=_count)
+    p.add_argument("--memory", type=_count, help="MiB")
+    p.add_argument("--mac", help="the protected server's MAC address")
+    p.add_argument("--ref", help="idempotency key: a second start with it returns the first VM")
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for qemu to run")
+    p = vm_sub.add_parser("list", parents=[common], help="the appliance's VMs")
+    p.add_argument("server", nargs="?")
+    p.add_argument("--active", action="store_true")
+    p = vm_sub.add_parser("stop", parents=[common], help="shut down (or --force: power off)")
+    p.add_argument("vm")
+    p.add_argument("--force", action="store_true", help="power off at once")
+    p.add_argument("--wait", type=float, default=60.0)
+    p = vm_sub.add_parser("status", parents=[common], help="one VM's record")
+    p.add_argument("vm")
+    p = vm_sub.add_parser("screenshot", parents=[common], help="the VM's screen as PNG")
+    p.add_argument("vm")
+    p.add_argument("dest")
+    p = vm_sub.add_parser("run", parents=[common], help="(the virtualize job) supervise a VM")
+    p.add_argument("vm")
+    p = vm_sub.add_parser("backup", parents=[common], help="back up a running VM's disk")
+    p.add_argument("vm")
+    p.add_argument("--at", help="the point's time, ISO-8601 (default now)")
+    p = sub.add_parser("bootcheck", parents=[common], help="boot-verify a point (exit 3: fail)")
+    p.add_argument("point")
+    p.add_argument("--marker", help="text on the serial port that means booted")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds")
+    p.add_argument("--cpus", type=_count, default=1)
+    p.add_argument("--memory", type=_count, default=1024, help="MiB")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,7 +38,7 @@ def init_store(
     key_file: str | os.PathLike,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     gc_grace: int = DEFAULT_GC_GRACE,
-    compression_level: int = 1,
+    compression_level: int = -3,
 ) -> Store:
     """Create a store at ``root`` keyed by ``key_file`` (made, 0600, if absent).
 
@@ -81,7 +81,7 @@ class Store:
         self.key = key
         self.chunk_size: int = config["chunk_size"]
         self.chunks = ChunkStore(root)
-        self.codec = ChunkCodec(key, level=config.get("compression_level", 1))
+        self.codec = ChunkCodec(key, level=config.get("compression_level", -3))
         self.locks_dir = root / "locks"
 
     @classmethod

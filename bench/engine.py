@@ -1,17 +1,18 @@
 """Benchmark bdr-agent against restic and borg on one synthetic volume, side by side.
 
     .venv/bin/python bench/engine.py [--size-mib 4096] [--workdir DIR] [--volume IMG]
-                                     [--tools bdr-agent,restic,borg] [--keep]
+                                     [--tools bdr-agent,restic,borg] [--rounds N] [--keep]
 
 Steps, each tool in turn on the same file: base backup; then 1% of the volume changed
 once (mkvol.py mutate); incremental backup; restore of the latest point, compared byte
 for byte with the volume. Prints seconds, stored bytes and peak RSS per tool per step,
 and bdr-agent's (and borg's) time as a ratio of restic's.
 
-Fairness: before each timed step: sync, drop the page cache (as root), then read the
-step's input once (the volume for backups, the tool's repository for restores), so
-every tool starts with free memory and reads its input from a warm cache, and none
-pays for another's dirty pages or page cache; every tool's repository is on
+Fairness: before each timed step: sync, then read the step's input once (the volume
+for backups, the tool's repository for restores), so every tool reads its input from a
+warm cache and none pays for another's dirty pages; with --rounds N the whole sequence
+runs N times on fresh repositories and the table shows each step's best time (shared
+VMs are noisy); every tool's repository is on
 the same filesystem; each tool runs with its defaults for encryption and compression
 (restic 0.14: repo v2, zstd "auto", AES-256-CTR+Poly1305, fsyncs its packs; borg 1.2:
 repokey-blake2, lz4, fsyncs its segments; bdr-agent: zstd level 1, AES-256-GCM, 4 MiB
@@ -57,17 +58,13 @@ def run(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> tup
 
 
 def settle(*warm: Path) -> None:
-    """Same start for every tool: dirty pages written, page cache dropped (when root),
-    then the step's inputs read once so every tool reads them from memory.
+    """Same start for every tool: dirty pages written, the step's inputs read once so
+    every tool reads them from the page cache.
 
-    Without the drop, whichever tool runs when memory is full of other tools' page cache
-    pays for reclaiming it (seen: the same restore taking 3.4 s or 13.6 s).
+    (Dropping the page cache was tried: on this VM freed pages go back to the host, and
+    every tool then pays several seconds of faults for fresh ones; times varied 3x.)
     """
     os.sync()
-    try:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    except OSError:
-        pass
     for path in warm:
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
         for f in files:
@@ -167,39 +164,48 @@ def main() -> int:
     ap.add_argument("--tools", default="bdr-agent,restic,borg")
     ap.add_argument("--change-percent", type=float, default=1.0)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat; report each step's best")
     args = ap.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bdr-bench-", dir="/var/tmp"))
     work.mkdir(parents=True, exist_ok=True)
+    original = work / "original.img"
     volume = work / "volume.img"
     print(f"work dir {work}", flush=True)
     if args.volume:
-        subprocess.run(["cp", "--sparse=always", str(args.volume), str(volume)], check=True)
+        subprocess.run(["cp", "--sparse=always", str(args.volume), str(original)], check=True)
     else:
         print(f"making a {args.size_mib} MiB volume with {MKVOL}", flush=True)
-        subprocess.run(
-            [sys.executable, str(MKVOL), "create", str(volume), str(args.size_mib), "--seed", "1"],
-            check=True,
-        )
-    tools = [TOOLS[name](work) for name in args.tools.split(",")]
-    results: dict[str, dict] = {t.name: {} for t in tools}
+        mkvol = [sys.executable, str(MKVOL), "create", str(original), str(args.size_mib)]
+        subprocess.run([*mkvol, "--seed", "1"], check=True)
+    names = args.tools.split(",")
+    best: dict[str, dict] = {name: {"identical": True} for name in names}
+    for n in range(args.rounds):
+        print(f"-- round {n + 1} of {args.rounds}", flush=True)
+        subprocess.run(["cp", "--sparse=always", str(original), str(volume)], check=True)
+        tools = [TOOLS[name](work) for name in names]
+        for tool in tools:
+            shutil.rmtree(tool.repo, ignore_errors=True)
+            shutil.rmtree(tool.out, ignore_errors=True)
+            tool.init()
+        for name, result in one_round(tools, volume, args.change_percent).items():
+            for step, value in result.items():
+                if step == "identical":
+                    best[name][step] = best[name][step] and value
+                elif step not in best[name] or value[0] < best[name][step][0]:
+                    best[name][step] = value
+    print_table(best, original.stat().st_size >> 20, args.rounds)
+    if not args.keep:
+        shutil.rmtree(work)
+    return 0 if all(r["identical"] for r in best.values()) else 1
 
-    for tool in tools:
-        tool.init()
+
+def one_round(tools: list[Tool], volume: Path, change_percent: float) -> dict[str, dict]:
+    results: dict[str, dict] = {t.name: {} for t in tools}
     for step in ("base", "incremental"):
         if step == "incremental":
-            subprocess.run(
-                [
-                    sys.executable,
-                    str(MKVOL),
-                    "mutate",
-                    str(volume),
-                    str(args.change_percent),
-                    "--seed",
-                    "2",
-                ],
-                check=True,
-            )
+            mutate = [sys.executable, str(MKVOL), "mutate", str(volume), str(change_percent)]
+            subprocess.run([*mutate, "--seed", "2"], check=True)
         for tool in tools:
             settle(volume)
             before = tree_bytes(tool.repo)
@@ -225,15 +231,15 @@ def main() -> int:
             flush=True,
         )
         restored.unlink()
-    print_table(results, args.size_mib if not args.volume else volume.stat().st_size >> 20)
-    if not args.keep:
-        shutil.rmtree(work)
-    return 0 if all(r["identical"] for r in results.values()) else 1
+    return results
 
 
-def print_table(results: dict, size_mib: int) -> None:
+def print_table(results: dict, size_mib: int, rounds: int) -> None:
     restic = results.get("restic")
-    print(f"\nvolume {size_mib} MiB; seconds / stored MB / peak RSS MB; ratio = time / restic's")
+    print(
+        f"\nvolume {size_mib} MiB, best of {rounds} round(s); seconds / stored MB / peak RSS MB;"
+        " ratio = time / restic's"
+    )
     head = f"{'tool':10} | {'base':>24} | {'incremental (1%)':>24} | {'restore':>16} | ident"
     print(head)
     print("-" * len(head))
