@@ -27,7 +27,8 @@ from agent.appliance_config import write_json_atomic
 
 ACTIVE = ("queued", "running")
 PROGRESS_WRITE_INTERVAL = 0.5
-KINDS = ("backup", "verify", "rollup")
+KINDS = ("backup", "verify", "rollup", "virtualize", "bootcheck")
+
 
 
 class JobError(Exception):
@@ -104,6 +105,13 @@ def list_jobs(store: Path, *, active_only: bool = False, limit: int = 100) -> li
         jobs.append(job)
         if len(jobs) >= limit:
             break
+    if job["kind"] == "backup" and params.get("vm"):  # the server runs as a VM: its disk
+        return ["vm", "backup", params["vm"]] + (["--at", params["at"]] if params.get("at") else [])
+    if job["kind"] == "virtualize":
+        return ["vm", "run", params["vm"]]
+    if job["kind"] == "bootcheck":
+        cmd = ["bootcheck", params["point"], "--timeout", str(params.get("timeout", 300))]
+        return cmd + (["--marker", params["marker"]] if params.get("marker") else [])
     return jobs
 
 

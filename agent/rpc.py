@@ -77,6 +77,7 @@ class Session:
             "settings.get": self.settings_get,
             "settings.set": self.settings_set,
         }
+        self.methods.update(vm_methods(self))
 
     # framing -------------------------------------------------------------------------------
     def send(self, message: dict, payload: bytes | None = None) -> None:
@@ -271,6 +272,11 @@ def start_backup(
     if volume not in server.volumes:
         raise RpcError("not_found", f"server {server_name!r} has no volume {volume!r}")
     params = {"server": server_name, "volume": volume, "source": server.volumes[volume]}
+    from agent.vm import running_vm_of
+
+    running = running_vm_of(store, server_name, volume)
+    if running:  # the server runs as a VM here: back up the VM's disk, keep the chain going
+        params.update(source=f"vm:{running['id']}", vm=running["id"])
     if at:
         params["at"] = at
     return jobs.start_job(store, "backup", params, ref=ref)
@@ -291,6 +297,83 @@ def set_retention(store: Path, server: str, retention: dict) -> None:
 
     opened = Store.open(store)
     opened.save_policy(server, replace(opened.load_policy(server), **retention))
+
+
+def vm_methods(session: Session) -> dict:
+    """The rpc's VM and boot-verification methods (mirroring ``bdr-agent vm`` / ``bootcheck``)."""
+    from agent import bootcheck, vm
+
+    store = session.store
+
+    def vm_start(
+        req_id,
+        point: str,
+        net: str = "isolated",
+        cpus: int | None = None,
+        memory_mib: int | None = None,
+        mac: str = "",
+        ref: str = "",
+        server: str = "",
+    ) -> dict:
+        record = vm.start_vm(
+            store, point, net=net, cpus=cpus, memory_mib=memory_mib, mac=mac, ref=ref, wait=30
+        )
+        # The portal follows the VM as a job: answer with the job's record, the VM inside.
+        job = jobs.read_job(store, record["job_id"]) if record.get("job_id") else {}
+        return {**job, "vm": record}
+
+    def vm_list(req_id, server: str | None = None, active: bool = False) -> list:
+        return vm.list_vms(store, server, active_only=bool(active))
+
+    def vm_status(req_id, vm_id: str) -> dict:
+        return {**vm.read_vm(store, vm_id), "serial": vm.serial_output(store, vm_id, 4096)}
+
+    def vm_stop(req_id, vm_id: str, force: bool = False) -> dict:
+        return vm.stop_vm(store, vm_id, force=bool(force), wait=10 if force else 0)
+
+    def vm_screenshot(req_id, vm_id: str):
+        session.send({"id": req_id, "ok": True, "result": {"type": "image/png"}}, vm.screenshot(store, vm_id))
+        return _SENT
+
+    def bootcheck_start(
+        req_id, point: str, marker: str = "", timeout: float = 300, ref: str = "", server: str = ""
+    ) -> dict:
+        record = _point(store, point)
+        params = {"server": record.server, "volume": record.volume, "source": record.id}
+        params.update(point=record.id, marker=marker, timeout=float(timeout))
+        return jobs.start_job(store, "bootcheck", params, ref=ref)
+
+    def bootcheck_results(req_id, server: str | None = None) -> list:
+        return bootcheck.list_results(store, server)
+
+    def bootcheck_screenshot(req_id, point: str):
+        path = bootcheck.screenshot_path(store, _point(store, point).id)
+        if not path.exists():
+            raise RpcError("not_found", f"no boot screenshot of {point}")
+        session.send({"id": req_id, "ok": True, "result": {"type": "image/png"}}, path.read_bytes())
+        return _SENT
+
+    return {
+        "vm.start": vm_start,
+        "virtualize.start": vm_start,  # what the portal's Job(kind="virtualize") dispatches
+        "vm.list": vm_list,
+        "vm.status": vm_status,
+        "vm.stop": vm_stop,
+        "vm.screenshot": vm_screenshot,
+        "bootcheck.start": bootcheck_start,
+        "bootcheck.results": bootcheck_results,
+        "bootcheck.screenshot": bootcheck_screenshot,
+    }
+
+
+def _point(store: Path, point_id: str):
+    from agent.errors import AgentError
+    from agent.store import Store
+
+    try:
+        return Store.open(store).get_point(str(point_id))
+    except AgentError as exc:
+        raise RpcError("not_found", str(exc)) from None
 
 
 def main(store: Path) -> int:

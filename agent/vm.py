@@ -1,0 +1,546 @@
+"""Recovery points booted as VMs on the appliance, converting nothing.
+
+A VM is the point served read-only over NBD (``agent.nbd``, in the supervisor's process),
+a qcow2 overlay on top of it that takes every write, and qemu-system-x86_64 on the overlay
+(KVM when /dev/kvm is usable, TCG otherwise), controlled through QMP. Starting costs the
+same whatever the point's size: nothing is copied.
+
+Each VM has a directory ``<store>/appliance/vms/<id>/`` holding its record (``vm.json``,
+written atomically), the overlay, qemu's sockets (QMP, VNC) and logs, so a VM outlives an
+SSH drop or a portal restart, and the ``run`` service knows its VMs after its own restart.
+A VM runs as a detached job of kind ``virtualize`` whose command, ``vm run``, is the
+supervisor: it serves NBD, starts qemu, waits for it, and records how it ended. A VM that
+ends without being asked to (qemu killed, crashed) fails its job with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent import jobs
+from agent.appliance_config import write_json_atomic
+from agent.errors import AgentError, UsageError
+from agent.nbd import NbdServer, nbd_uri
+from agent.qmp import Qmp, QmpError, wait_for_socket
+from agent.store import Store
+
+NETS = ("none", "isolated", "bridge")
+ACTIVE = ("starting", "running", "stopping")
+QEMU = os.environ.get("BDR_QEMU", "qemu-system-x86_64")
+BRIDGE = os.environ.get("BDR_VM_BRIDGE", "br0")
+
+
+def vms_dir(store: Path) -> Path:
+    path = Path(store) / "appliance" / "vms"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def vm_dir(store: Path, vm_id: str) -> Path:
+    if not vm_id or "/" in vm_id or vm_id.startswith("."):
+        raise UsageError(f"no VM {vm_id!r}")
+    return vms_dir(store) / vm_id
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def kvm_usable() -> bool:
+    """True when /dev/kvm opens read-write and answers KVM_GET_API_VERSION."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return fcntl.ioctl(fd, 0xAE00) == 12
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def choose_accel() -> str:
+    """``kvm`` when /dev/kvm is usable, else ``tcg``; env BDR_VM_ACCEL=kvm|tcg overrides."""
+    forced = os.environ.get("BDR_VM_ACCEL", "auto")
+    if forced in ("kvm", "tcg"):
+        return forced
+    return "kvm" if kvm_usable() else "tcg"
+
+
+def host_capacity() -> tuple[int, int]:
+    """(CPUs, MiB of memory) a VM may take on this appliance: all CPUs, 3/4 of available RAM."""
+    mem_kib = 1 << 20
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+    return os.cpu_count() or 1, max(64, mem_kib * 3 // 4 // 1024)
+
+
+def fit_to_host(cpus: int | None, memory_mib: int | None) -> tuple[int, int]:
+    """The server's profile cut down to what the appliance has (the portal cuts by model)."""
+    max_cpus, max_mem = host_capacity()
+    cpus = max(1, min(int(cpus or 2), max_cpus))
+    return cpus, max(32, min(int(memory_mib or 2048), max_mem))
+
+
+def default_mac(server: str) -> str:
+    """A stable, locally administered MAC for a server whose real one is unknown."""
+    h = hashlib.blake2b(server.encode(), digest_size=3).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in h)
+
+
+def _check_mac(mac: str) -> str:
+    parts = mac.lower().replace("-", ":").split(":")
+    if len(parts) != 6 or not all(
+        len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts
+    ):
+        raise UsageError(f"bad MAC address {mac!r}")
+    return ":".join(parts)
+
+
+# -- the record ----------------------------------------------------------------------------------
+def _write(store: Path, vm: dict) -> None:
+    write_json_atomic(vm_dir(store, vm["id"]) / "vm.json", vm)
+
+
+def _load(store: Path, vm_id: str) -> dict:
+    try:
+        return json.loads((vm_dir(store, vm_id) / "vm.json").read_text())
+    except FileNotFoundError:
+        raise UsageError(f"no VM {vm_id!r}") from None
+
+
+def _pid_alive(pid: int | None, tag: str = "") -> bool:
+    if not pid or not jobs._pid_alive(pid):
+        return False
+    if not tag:
+        return True
+    try:  # pids are reused: check it is still our process
+        return tag.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def read_vm(store: Path, vm_id: str) -> dict:
+    """The VM's record; one whose supervisor died unrecorded is failed (and its qemu ended)."""
+    vm = _load(store, vm_id)
+    if vm["state"] in ACTIVE and not _pid_alive(vm.get("supervisor_pid")):
+        if vm["state"] == "starting" and time.time() - vm.get("created_ts", 0) < 30:
+            return vm
+        if _pid_alive(vm.get("qemu_pid"), vm_id):  # its disk's NBD server is gone with it
+            os.kill(vm["qemu_pid"], signal.SIGKILL)
+        vm.update(
+            state="failed",
+            stopped_at=_now(),
+            error="the VM's supervisor ended unexpectedly (killed or appliance restarted)",
+        )
+        _write(store, vm)
+    return _with_uptime(vm)
+
+
+def _with_uptime(vm: dict) -> dict:
+    if vm["state"] == "running" and vm.get("started_ts"):
+        vm["uptime_seconds"] = int(time.time() - vm["started_ts"])
+    return vm
+
+
+def list_vms(store: Path, server: str | None = None, active_only: bool = False) -> list[dict]:
+    """Every VM on the appliance, newest first."""
+    out = []
+    for path in sorted(
+        vms_dir(store).glob("*/vm.json"), key=lambda p: p.stat().st_mtime, reverse=True
+    ):
+        try:
+            vm = read_vm(store, path.parent.name)
+        except (UsageError, json.JSONDecodeError):
+            continue
+        if server and vm["server"] != server:
+            continue
+        if active_only and vm["state"] not in ACTIVE:
+            continue
+        out.append(vm)
+    return out
+
+
+def running_vm_of(store: Path, server: str, volume: str | None = None) -> dict | None:
+    """The running VM of ``server`` (booted from ``volume`` when given), if any."""
+    for vm in list_vms(store, server, active_only=True):
+        if vm["state"] == "running" and (volume is None or vm["volume"] == volume):
+            return vm
+    return None
+
+
+# -- starting ------------------------------------------------------------------------------------
+def start_vm(
+    store: Path,
+    point_id: str,
+    *,
+    net: str = "isolated",
+    cpus: int | None = None,
+    memory_mib: int | None = None,
+    mac: str = "",
+    ref: str = "",
+    wait: float = 60.0,
+) -> dict:
+    """Boot ``point_id`` as a VM (a detached ``virtualize`` job); return its record once
+    qemu runs (or failed, or ``wait`` seconds passed). Idempotent for a given ``ref``."""
+    if net not in NETS:
+        raise UsageError(f"--net must be one of {', '.join(NETS)}")
+    store = Path(store)
+    if ref:
+        for vm in list_vms(store):
+            if vm.get("ref") == ref:
+                return vm
+    record = Store.open(store).get_point(point_id)
+    cpus, memory_mib = fit_to_host(cpus, memory_mib)
+    vm_id = f"{record.server}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
+    vm = {
+        "id": vm_id,
+        "ref": ref,
+        "server": record.server,
+        "volume": record.volume,
+        "point": record.id,
+        "size": record.size,
+        "net": net,
+        "cpus": cpus,
+        "memory_mib": memory_mib,
+        "mac": _check_mac(mac) if mac else default_mac(record.server),
+        "state": "starting",
+        "created_at": _now(),
+        "created_ts": time.time(),
+        "started_at": None,
+        "started_ts": None,
+        "stopped_at": None,
+        "error": "",
+        "accel": None,
+        "job_id": None,
+        "supervisor_pid": None,
+        "qemu_pid": None,
+        "seconds_to_running": None,
+    }
+    vm_dir(store, vm_id).mkdir(mode=0o700)
+    _write(store, vm)
+    params = {
+        "server": record.server,
+        "volume": record.volume,
+        "source": record.id,
+        "point": record.id,
+        "vm": vm_id,
+    }
+    try:
+        job = jobs.start_job(store, "virtualize", params, ref=ref or f"vm:{vm_id}")
+    except jobs.JobError as exc:
+        shutil.rmtree(vm_dir(store, vm_id), ignore_errors=True)
+        raise AgentError(str(exc)) from None
+    vm["job_id"] = job["id"]
+    with _record_lock(store, vm_id):
+        current = _load(store, vm_id)
+        current["job_id"] = job["id"]
+        _write(store, current)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        vm = read_vm(store, vm_id)
+        if vm["state"] != "starting":
+            break
+        time.sleep(0.05)
+    return vm
+
+
+class _record_lock:
+    """Serialises read-modify-write of one VM's record between processes."""
+
+    def __init__(self, store: Path, vm_id: str):
+        self.path = vm_dir(store, vm_id) / "record.lock"
+
+    def __enter__(self):
+        self.f = open(self.path, "w")  # noqa: SIM115
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def _update(store: Path, vm_id: str, **changes) -> dict:
+    with _record_lock(store, vm_id):
+        vm = _load(store, vm_id)
+        vm.update(changes)
+        _write(store, vm)
+        return vm
+
+
+@dataclass
+class Launched:
+    """A qemu running on an overlay of a point's NBD export (see ``launch``)."""
+
+    directory: Path
+    nbd: NbdServer
+    proc: subprocess.Popen
+    accel: str
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def qmp(self, timeout: float = 10.0) -> Qmp:
+        return Qmp(self.directory / "qmp.sock", timeout=timeout)
+
+    def end(self, timeout: float = 10.0) -> int:
+        """Power off (QMP quit, then SIGKILL) and stop serving the point."""
+        if self.alive():
+            try:
+                with self.qmp(timeout=2) as q:
+                    q.execute("quit")
+            except (QmpError, OSError):
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        code = self.proc.wait()
+        self.nbd.shutdown()
+        return code
+
+
+def qemu_command(
+    directory: Path, *, net: str, cpus: int, memory_mib: int, mac: str, accel: str
+) -> list[str]:
+    """qemu's command line for a VM whose files live in ``directory``."""
+    esc = lambda p: str(p).replace(",", ",,")  # noqa: E731 - qemu's option escaping
+    cmd = [QEMU, "-name", f"bdr-{directory.name}", "-machine", "pc", "-nodefaults"]
+    cmd += (
+        ["-no-user-config", "-accel", "kvm", "-accel", "tcg"]
+        if accel == "kvm"
+        else ["-accel", "tcg"]
+    )
+    cmd += ["-smp", str(cpus), "-m", str(memory_mib), "-vga", "std"]
+    cmd += [
+        "-blockdev",
+        f"driver=file,filename={esc(directory / 'overlay.qcow2')},node-name=overlay-file",
+        "-blockdev",
+        "driver=qcow2,file=overlay-file,node-name=disk0",
+        "-device",
+        "ide-hd,drive=disk0,bus=ide.0,unit=0,bootindex=0",
+        "-serial",
+        f"file:{esc(directory / 'serial.log')}",
+        "-display",
+        "none",
+        "-vnc",
+        f"unix:{esc(directory / 'vnc.sock')}",
+        "-qmp",
+        f"unix:{esc(directory / 'qmp.sock')},server=on,wait=off",
+    ]
+    # e1000: every guest has its driver. romfile= drops iPXE's option ROM: we boot the disk.
+    if net == "isolated":  # user-mode network with no way out: the guest sees a LAN, nothing else
+        cmd += ["-netdev", "user,id=net0,restrict=on"]
+    elif net == "bridge":
+        cmd += ["-netdev", f"bridge,id=net0,br={BRIDGE}"]
+    if net != "none":
+        cmd += ["-device", f"e1000,netdev=net0,mac={mac},romfile="]
+    return cmd
+
+
+def launch(
+    store: Store,
+    point_id: str,
+    directory: Path,
+    *,
+    net: str = "none",
+    cpus: int = 1,
+    memory_mib: int = 512,
+    mac: str = "",
+) -> Launched:
+    """Serve the point over NBD, put an overlay on it and start qemu; return once QMP answers."""
+    directory = Path(directory)
+    sock = directory / "nbd.sock"
+    server = NbdServer(store, point_id, sock)
+    server.start()
+    try:
+        overlay = directory / "overlay.qcow2"
+        if not overlay.exists():
+            subprocess.run(
+                [
+                    "qemu-img",
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-b",
+                    nbd_uri(sock),
+                    "-F",
+                    "raw",
+                    str(overlay),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+        accel = choose_accel()
+        cmd = qemu_command(
+            directory,
+            net=net,
+            cpus=cpus,
+            memory_mib=memory_mib,
+            mac=mac or default_mac("vm"),
+            accel=accel,
+        )
+        with open(directory / "qemu.log", "ab") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        launched = Launched(directory, server, proc, accel)
+        try:
+            wait_for_socket(directory / "qmp.sock", 30, alive=launched.alive)
+            with launched.qmp() as q:
+                if not q.execute("query-kvm").get("enabled"):
+                    launched.accel = "tcg"
+        except QmpError:
+            launched.end()
+            raise AgentError(f"qemu did not start: {_qemu_log_tail(directory)}") from None
+        return launched
+    except subprocess.CalledProcessError as exc:
+        server.shutdown()
+        raise AgentError(
+            f"qemu-img could not create the overlay: {exc.stderr.decode().strip()}"
+        ) from None
+    except BaseException:
+        server.shutdown()
+        raise
+
+
+def _qemu_log_tail(directory: Path) -> str:
+    try:
+        lines = (directory / "qemu.log").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "no output"
+
+
+# -- the supervisor (``vm run``) -------------------------------------------------------------------
+def supervise(store_root: Path, vm_id: str, progress=None) -> dict:
+    """Run the VM until it ends: what the ``virtualize`` job executes. Raises on a failure."""
+    store_root = Path(store_root)
+    vm = _update(store_root, vm_id, supervisor_pid=os.getpid())
+    directory = vm_dir(store_root, vm_id)
+    t0 = time.monotonic()
+    try:
+        launched = launch(
+            Store.open(store_root),
+            vm["point"],
+            directory,
+            net=vm["net"],
+            cpus=vm["cpus"],
+            memory_mib=vm["memory_mib"],
+            mac=vm["mac"],
+        )
+    except AgentError as exc:
+        _update(store_root, vm_id, state="failed", error=str(exc), stopped_at=_now())
+        raise
+    quitting = False
+
+    def on_term(signum, frame):  # the job was cancelled: power the VM off
+        nonlocal quitting
+        quitting = True
+        (directory / "stop").write_text("poweroff")
+        launched.proc.terminate()
+
+    signal.signal(signal.SIGTERM, on_term)
+    _update(
+        store_root,
+        vm_id,
+        state="running",
+        qemu_pid=launched.proc.pid,
+        accel=launched.accel,
+        started_at=_now(),
+        started_ts=time.time(),
+        seconds_to_running=round(time.monotonic() - t0, 3),
+    )
+    if progress is not None:  # a "running" phase event for the job's record
+        progress.start("running", 0)
+        progress.finish()
+    code = launched.proc.wait()
+    launched.nbd.shutdown()
+    requested = (directory / "stop").exists()
+    log_tail = _qemu_log_tail(directory)
+    if code == 0 and (requested or "terminating on signal" not in log_tail):
+        how = "powered off" if requested else "the guest shut itself down"
+        return _update(store_root, vm_id, state="stopped", stopped_at=_now(), error="", how=how)
+    if code < 0:
+        reason = f"qemu was killed by signal {-code}"
+    elif "terminating on signal" in log_tail:
+        reason = f"qemu was stopped from outside ({log_tail.strip()})"
+    else:
+        reason = f"qemu exited with code {code}: {log_tail}"
+    reason += f"; the VM is gone, recovery point {vm['point']} is untouched"
+    _update(store_root, vm_id, state="failed", stopped_at=_now(), error=reason)
+    raise AgentError(reason)
+
+
+# -- control ------------------------------------------------------------------------------------
+def stop_vm(store: Path, vm_id: str, *, force: bool = False, wait: float = 60.0) -> dict:
+    """Graceful stop (ACPI power button) or, with ``force``, power off; wait up to ``wait`` s."""
+    vm = read_vm(store, vm_id)
+    if vm["state"] not in ACTIVE:
+        return vm
+    directory = vm_dir(store, vm_id)
+    (directory / "stop").write_text("poweroff" if force else "shutdown")
+    try:
+        with Qmp(directory / "qmp.sock", timeout=5) as q:
+            q.execute("quit" if force else "system_powerdown")
+    except QmpError:
+        if force and _pid_alive(vm.get("qemu_pid"), vm_id):
+            os.kill(vm["qemu_pid"], signal.SIGKILL)
+    if not force:
+        vm = _update(store, vm_id, state="stopping") if vm["state"] == "running" else vm
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        vm = read_vm(store, vm_id)
+        if vm["state"] not in ACTIVE:
+            return vm
+        time.sleep(0.1)
+    if wait > 0 and not force:
+        raise AgentError(
+            f"VM {vm_id} did not shut down within {wait:.0f} s (the guest ignored the power "
+            "button); power it off with --force"
+        )
+    return read_vm(store, vm_id)
+
+
+def screenshot(store: Path, vm_id: str) -> bytes:
+    """The VM's screen now, as PNG bytes."""
+    vm = read_vm(store, vm_id)
+    if vm["state"] not in ("running", "stopping"):
+        raise UsageError(f"VM {vm_id} is {vm['state']}")
+    directory = vm_dir(store, vm_id)
+    target = directory / f"screen.{secrets.token_hex(3)}.png"
+    try:
+        with Qmp(directory / "qmp.sock", timeout=10) as q:
+            q.execute("screendump", filename=str(target), format="png")
+        return target.read_bytes()
+    except QmpError as exc:
+        raise AgentError(f"no screenshot of {vm_id}: {exc}") from None
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def serial_output(store: Path, vm_id: str, max_bytes: int = 64 * 1024) -> str:
+    """The tail of what the VM wrote to its first serial port."""
+    path = vm_dir(store, vm_id) / "serial.log"
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - max_bytes))
+            return f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""

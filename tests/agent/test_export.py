@@ -1,0 +1,135 @@
+"""Volume export (qemu-img from the point's NBD export) and bare-metal restore over real sshd."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+
+import pytest
+
+from appliances.client import AgentClient, AgentError
+from appliances.transport import Stream
+from tests.support.agent_store import agent, agent_json, make_volume
+from tests.support.sshd import start_sshd
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    store = root / "store"
+    agent(store, "init", "--key-file", str(root / "key"))
+    image = make_volume(root / "disk.img", size_mib=24, seed=3)
+    point = agent_json(store, "backup", "srv", str(image), "--volume", "C")["id"]
+    return root, store, point, image.read_bytes()
+
+
+@pytest.fixture
+def rpc(exported):
+    _, store, _, _ = exported
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "--store", str(store), "rpc"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    client = AgentClient(Stream(proc.stdout, proc.stdin, proc.stdin.close))
+    client.call("hello", version=1)
+    yield client
+    proc.stdin.close()
+    proc.wait(timeout=10)
+
+
+def _wait(rpc, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = rpc.call("jobs.status", id=job_id)
+        if record["state"] not in ("queued", "running"):
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2", "vmdk", "vhdx"])
+def test_export_converts_back_to_the_points_bytes(exported, fmt, tmp_path):
+    _, store, point, original = exported
+    result = agent_json(store, "export", point, str(tmp_path), "--format", fmt)
+    out = tmp_path / result["dest"].rsplit("/", 1)[-1]
+    info = subprocess.run(
+        ["qemu-img", "info", "--output=json", str(out)], capture_output=True, text=True, check=True
+    ).stdout
+    assert f'"format": "{fmt}"' in info
+    back = tmp_path / "back.raw"
+    subprocess.run(
+        ["qemu-img", "convert", "-f", fmt, "-O", "raw", str(out), str(back)], check=True
+    )
+    assert back.read_bytes() == original
+    assert not [p for p in tmp_path.iterdir() if "bdr-partial" in p.name]
+
+
+def test_export_never_overwrites(exported, tmp_path):
+    _, store, point, _ = exported
+    (tmp_path / "disk.qcow2").write_bytes(b"keep me")
+    result = agent(store, "export", point, str(tmp_path / "disk.qcow2"), "--format", "qcow2",
+                   check=False)  # fmt: skip
+    assert result.returncode == 2 and (tmp_path / "disk.qcow2").read_bytes() == b"keep me"
+
+
+def test_export_job_reports_progress_and_succeeds(rpc, exported, tmp_path):
+    _, _, point, original = exported
+    job = rpc.call("export.start", point=point, dest=str(tmp_path), format="qcow2", ref="e1")
+    record = _wait(rpc, job["id"])
+    assert record["state"] == "succeeded", record
+    assert record["bytes_total"] == len(original) == record["bytes_done"]
+    assert record["result"]["format"] == "qcow2"
+    with pytest.raises(AgentError) as exc:
+        rpc.call("export.start", point=point, dest=str(tmp_path), format="iso")
+    assert exc.value.code == "bad_params"
+
+
+@pytest.mark.slow
+def test_bare_metal_restore_to_a_target_over_real_sshd(rpc, exported, tmp_path):
+    _, store, point, original = exported
+    public_key = rpc.call("baremetal.key")["public_key"]
+    target = start_sshd(tmp_path / "target-sshd", store)
+    disk = tmp_path / "new-hardware-disk.img"
+    try:
+        # The target's own forced command: the receiver, writing only to its disk.
+        target.authorized_keys.write_text(
+            f'restrict,command="{sys.executable} -m agent.receiver {disk}" {public_key}\n'
+        )
+        job = rpc.call(
+            "restore.start",
+            point=point,
+            dest=str(disk),
+            target=f"{target.user}@127.0.0.1",
+            port=target.port,
+            host_key=target.host_key,
+            ref="bm-1",
+        )
+        record = _wait(rpc, job["id"])
+        assert record["state"] == "succeeded", record
+        assert record["result"]["verified"] is True
+        assert record["result"]["sha256"] == hashlib.sha256(original).hexdigest()
+        assert hashlib.sha256(disk.read_bytes()).hexdigest() == record["result"]["sha256"]
+
+        # A target asked for another destination than its own refuses.
+        job = rpc.call("restore.start", point=point, dest="/tmp/elsewhere",
+                       target=f"{target.user}@127.0.0.1", port=target.port,
+                       host_key=target.host_key, ref="bm-2")  # fmt: skip
+        record = _wait(rpc, job["id"])
+        assert record["state"] == "failed" and "only restores to" in record["error"]
+
+        # A target whose host key is not the pinned one is never written to.
+        disk.unlink()
+        target.restart_with_new_host_key()
+        target.authorized_keys.write_text(
+            f'restrict,command="{sys.executable} -m agent.receiver {disk}" {public_key}\n'
+        )
+        job = rpc.call("restore.start", point=point, dest=str(disk),
+                       target=f"{target.user}@127.0.0.1", port=target.port,
+                       host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ2Y", ref="bm-3")  # fmt: skip
+        record = _wait(rpc, job["id"])
+        assert record["state"] == "failed" and not disk.exists()
+    finally:
+        target.stop()
