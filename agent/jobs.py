@@ -30,6 +30,8 @@ PROGRESS_WRITE_INTERVAL = 0.5
 KINDS = ("backup", "verify", "rollup", "virtualize", "bootcheck")
 
 
+KINDS += ("restore", "export")  # issue 7: file restore, bare metal, image export
+
 
 class JobError(Exception):
     """A job request the appliance refuses (``code`` says why, for the rpc)."""
@@ -126,6 +128,10 @@ def _command(job: dict) -> list[str]:
         return ["verify", *params.get("points", [])]
     if job["kind"] == "rollup":
         return ["rollup"] + (["--now", params["now"]] if params.get("now") else [])
+    if job["kind"] in ("restore", "export"):  # file restore, bare metal, image export
+        from agent.rpc_files import job_command
+
+        return job_command(job)
     raise JobError("bad_request", f"unknown job kind {job['kind']!r}")
 
 
@@ -228,6 +234,8 @@ def _fold_event(job: dict, event: dict) -> None:
 
 
 def _describe(params: dict) -> str:
+    if "point" in params and "source" not in params:
+        return f"of point {params['point']}"
     if "server" in params:
         return f"of {params['server']} volume {params['volume']} from {params['source']}"
     if params.get("points"):

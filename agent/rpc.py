@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 from agent import appliance_config as config
 from agent import jobs
+from agent.rpc_files import FileMethods
 
 PROTOCOL_VERSION = 1
 MAX_LINE = 1 << 20
@@ -77,6 +78,8 @@ class Session:
             "settings.get": self.settings_get,
             "settings.set": self.settings_set,
         }
+        # files.*, restore.start, export.start, baremetal.key: agent/rpc_files.py
+        self.methods.update(FileMethods(self.store, self.send, RpcError, _SENT).methods())
         self.methods.update(vm_methods(self))
 
     # framing -------------------------------------------------------------------------------
