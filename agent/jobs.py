@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 
 from agent.appliance_config import write_json_atomic
+from agent.chunkstore import pid_alive
 
 ACTIVE = ("queued", "running")
 PROGRESS_WRITE_INTERVAL = 0.5
 KINDS = ("backup", "verify", "rollup", "virtualize", "bootcheck")
-
 
 KINDS += ("restore", "export")  # issue 7: file restore, bare metal, image export
 
@@ -52,14 +52,8 @@ def _now() -> str:
 
 
 def _pid_alive(pid: int | None) -> bool:
-    if not pid:
+    if not pid or not pid_alive(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     try:  # a zombie is dead for our purposes
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split(") ", 1)[1][:1] != "Z"
@@ -107,6 +101,11 @@ def list_jobs(store: Path, *, active_only: bool = False, limit: int = 100) -> li
         jobs.append(job)
         if len(jobs) >= limit:
             break
+    return jobs
+
+
+def _command(job: dict) -> list[str]:
+    params = job["params"]
     if job["kind"] == "backup" and params.get("vm"):  # the server runs as a VM: its disk
         return ["vm", "backup", params["vm"]] + (["--at", params["at"]] if params.get("at") else [])
     if job["kind"] == "virtualize":
@@ -114,11 +113,6 @@ def list_jobs(store: Path, *, active_only: bool = False, limit: int = 100) -> li
     if job["kind"] == "bootcheck":
         cmd = ["bootcheck", params["point"], "--timeout", str(params.get("timeout", 300))]
         return cmd + (["--marker", params["marker"]] if params.get("marker") else [])
-    return jobs
-
-
-def _command(job: dict) -> list[str]:
-    params = job["params"]
     if job["kind"] == "backup":
         cmd = ["backup", params["server"], params["source"], "--volume", params["volume"]]
         if params.get("at"):

@@ -36,21 +36,25 @@ def start_backup(
     if not server.volumes.exists():
         raise ValidationError(f"{server} has no volumes to back up yet.")
     if server.appliance.state != "online":
-        raise ValidationError(
-            f"{server.appliance.name} is {server.appliance.get_state_display().lower()}."
-        )
+        state = server.appliance.get_state_display().lower()
+        raise ValidationError(f"{server.appliance.name} is {state}.")
+    return _queue_job(server, JobKind.BACKUP, {"volume": volume} if volume else {}, actor, request)
+
+
+def _queue_job(server: ProtectedServer, kind: str, params: dict, actor, request) -> Job:
+    """Create the Job row (one active per server and kind), audit it, dispatch after commit."""
     try:
         with transaction.atomic():
             job = Job.objects.create(
                 appliance=server.appliance,
                 server=server,
-                kind=JobKind.BACKUP,
+                kind=kind,
+                params=params,
                 requested_by=actor if actor and actor.is_authenticated else None,
-                params={"volume": volume} if volume else {},
             )
     except IntegrityError:
-        raise ValidationError(f"A backup of {server} is already running.") from None
-    audit.record(actor, "backup.start", server, request=request, detail={"job": job.pk})
+        raise ValidationError(f"A {kind} of {server} is already running.") from None
+    audit.record(actor, f"{kind}.start", server, request=request, detail={"job": job.pk})
     from appliances import tasks
 
     transaction.on_commit(lambda: tasks.run_job.delay(job.pk))
@@ -133,22 +137,7 @@ def start_verify(server: ProtectedServer, *, actor: User | None, request=None) -
     point_ids = list(RecoveryPoint.objects.filter(server=server).values_list("agent_id", flat=True))
     if not point_ids:
         raise ValidationError(f"{server} has no recovery points to verify yet.")
-    try:
-        with transaction.atomic():
-            job = Job.objects.create(
-                appliance=server.appliance,
-                server=server,
-                kind=JobKind.VERIFY,
-                requested_by=actor if actor and actor.is_authenticated else None,
-                params={"points": point_ids},
-            )
-    except IntegrityError:
-        raise ValidationError(f"A verify of {server} is already running.") from None
-    audit.record(actor, "verify.start", server, request=request, detail={"job": job.pk})
-    from appliances import tasks
-
-    transaction.on_commit(lambda: tasks.run_job.delay(job.pk))
-    return job
+    return _queue_job(server, JobKind.VERIFY, {"points": point_ids}, actor, request)
 
 
 def _record_verification(job: Job, report: dict) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -13,17 +12,14 @@ from appliances import backups, enrolment, selectors, services, sync
 from appliances.forms import ApplianceForm, PinHostKeyForm, RetentionForm, ScheduleForm, ServerForm
 from appliances.models import Appliance, Job, ProtectedServer
 from portal.access import msp_required
+from portal.pagination import paginate
 from portal.tenancy import get_for_user
 from restores.models import Tier
 
 
-def _page(request, queryset, per_page=50):
-    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
-
-
 @msp_required
 def appliance_list(request):
-    page = _page(request, selectors.appliances_for(request.user))
+    page = paginate(request, selectors.appliances_for(request.user))
     return render(request, "appliances/appliance_list.html", {"page": page})
 
 
@@ -188,21 +184,19 @@ def _pushed(request, server, text):
 @msp_required
 @require_POST
 def server_backup_now(request, server_pk: int):
-    server = get_for_user(ProtectedServer, request.user, pk=server_pk)
-    try:
-        job = backups.start_backup(server, actor=request.user, request=request)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect("server_detail", server_pk=server.pk)
-    return redirect("job_detail", job_pk=job.pk)
+    return _start_job(request, server_pk, backups.start_backup)
 
 
 @msp_required
 @require_POST
 def server_verify_now(request, server_pk: int):
+    return _start_job(request, server_pk, backups.start_verify)
+
+
+def _start_job(request, server_pk: int, start):
     server = get_for_user(ProtectedServer, request.user, pk=server_pk)
     try:
-        job = backups.start_verify(server, actor=request.user, request=request)
+        job = start(server, actor=request.user, request=request)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect("server_detail", server_pk=server.pk)
@@ -211,7 +205,7 @@ def server_verify_now(request, server_pk: int):
 
 @msp_required
 def job_list(request):
-    page = _page(request, selectors.jobs_for(request.user))
+    page = paginate(request, selectors.jobs_for(request.user))
     return render(request, "appliances/job_list.html", {"page": page})
 
 
@@ -233,5 +227,5 @@ def job_progress(request, job_pk: int):
 
 @msp_required
 def alert_list(request):
-    page = _page(request, selectors.open_alerts_for(request.user))
+    page = paginate(request, selectors.open_alerts_for(request.user))
     return render(request, "appliances/alert_list.html", {"page": page})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
@@ -24,10 +23,7 @@ from billing import (
 from billing.models import InvoiceStatus
 from billing.periods import parse_month
 from portal.access import msp_admin_required
-
-
-def _page(request, queryset, per_page=50):
-    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
+from portal.pagination import paginate
 
 
 def _error_text(exc: ValidationError) -> str:
@@ -63,7 +59,7 @@ def _invoice_filters(request):
 @msp_admin_required
 def billing_invoices(request):
     period, status = _invoice_filters(request)
-    page = _page(request, selectors.invoices_for(request.user, period=period, status=status))
+    page = paginate(request, selectors.invoices_for(request.user, period=period, status=status))
     context = {
         "page": page,
         "period": period,
@@ -230,7 +226,7 @@ def _url(name: str) -> str:
 
 @msp_admin_required
 def billing_subscriptions(request):
-    page = _page(request, selectors.subscriptions_for(request.user))
+    page = paginate(request, selectors.subscriptions_for(request.user))
     return render(request, "billing/subscription_list.html", {"page": page})
 
 

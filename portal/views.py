@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 
 from appliances import selectors as appliance_selectors
@@ -12,6 +11,7 @@ from portal import audit, selectors, services
 from portal.access import admins_required, any_role_required, msp_admin_required, msp_required
 from portal.forms import CustomerForm, SiteForm, UserForm
 from portal.models import Customer, User
+from portal.pagination import paginate
 from portal.tenancy import get_for_user
 
 
@@ -30,10 +30,6 @@ class LoginView(auth_views.LoginView):
         return response
 
 
-def _page(request, queryset, per_page=50):
-    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
-
-
 @any_role_required
 def home(request):
     if not request.user.is_msp:
@@ -44,7 +40,7 @@ def home(request):
 
 @msp_required
 def customer_list(request):
-    page = _page(request, selectors.customers_with_counts(request.user))
+    page = paginate(request, selectors.customers_with_counts(request.user))
     return render(request, "portal/customer_list.html", {"page": page})
 
 
@@ -97,7 +93,7 @@ def site_create(request, customer_pk: int):
 
 @admins_required
 def user_list(request):
-    page = _page(request, selectors.users_visible_to(request.user))
+    page = paginate(request, selectors.users_visible_to(request.user))
     return render(request, "portal/user_list.html", {"page": page})
 
 
@@ -130,5 +126,5 @@ def user_edit(request, user_pk: int):
 
 @admins_required
 def audit_list(request):
-    page = _page(request, selectors.audit_events_for(request.user), per_page=100)
+    page = paginate(request, selectors.audit_events_for(request.user), per_page=100)
     return render(request, "portal/audit_list.html", {"page": page})
