@@ -17,7 +17,7 @@ from pathlib import Path
 from agent.appliance_config import write_json_atomic
 from agent.qmp import QmpError
 from agent.store import Store
-from agent.vm import fit_to_host, launch, vms_dir
+from agent.vm import fit_to_host, launch, sockets, vms_dir
 
 SETTLE_INTERVAL = 2.0
 SETTLE_MIN_SECONDS = 6.0
@@ -90,6 +90,7 @@ def bootcheck(
     except Exception as exc:  # noqa: BLE001 - any failure to boot is the check's verdict
         reason = reason or f"{type(exc).__name__}: {exc}"
     finally:
+        shutil.rmtree(sockets(work), ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)  # the overlay: whatever the VM wrote is thrown away
     result = {
         "point": record.id,

@@ -41,6 +41,15 @@ QEMU = os.environ.get("BDR_QEMU", "qemu-system-x86_64")
 BRIDGE = os.environ.get("BDR_VM_BRIDGE", "br0")
 
 
+def sockets(directory: Path) -> Path:
+    """A short directory for a VM's Unix sockets (paths are limited to 107 bytes)."""
+    base = Path(os.environ.get("BDR_RUN_DIR") or f"/tmp/bdr-agent-{os.getuid()}")
+    name = hashlib.blake2b(str(Path(directory).resolve()).encode(), digest_size=8).hexdigest()
+    path = base / name
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
 def vms_dir(store: Path) -> Path:
     path = Path(store) / "appliance" / "vms"
     path.mkdir(parents=True, exist_ok=True)
@@ -297,7 +306,7 @@ class Launched:
         return self.proc.poll() is None
 
     def qmp(self, timeout: float = 10.0) -> Qmp:
-        return Qmp(self.directory / "qmp.sock", timeout=timeout)
+        return Qmp(sockets(self.directory) / "qmp.sock", timeout=timeout)
 
     def end(self, timeout: float = 10.0) -> int:
         """Power off (QMP quit, then SIGKILL) and stop serving the point."""
@@ -340,9 +349,9 @@ def qemu_command(
         "-display",
         "none",
         "-vnc",
-        f"unix:{esc(directory / 'vnc.sock')}",
+        f"unix:{esc(sockets(directory) / 'vnc.sock')}",
         "-qmp",
-        f"unix:{esc(directory / 'qmp.sock')},server=on,wait=off",
+        f"unix:{esc(sockets(directory) / 'qmp.sock')},server=on,wait=off",
     ]
     # e1000: every guest has its driver. romfile= drops iPXE's option ROM: we boot the disk.
     if net == "isolated":  # user-mode network with no way out: the guest sees a LAN, nothing else
@@ -366,7 +375,7 @@ def launch(
 ) -> Launched:
     """Serve the point over NBD, put an overlay on it and start qemu; return once QMP answers."""
     directory = Path(directory)
-    sock = directory / "nbd.sock"
+    sock = sockets(directory) / "nbd.sock"
     server = NbdServer(store, point_id, sock)
     server.start()
     try:
@@ -402,7 +411,7 @@ def launch(
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         launched = Launched(directory, server, proc, accel)
         try:
-            wait_for_socket(directory / "qmp.sock", 30, alive=launched.alive)
+            wait_for_socket(sockets(directory) / "qmp.sock", 30, alive=launched.alive)
             with launched.qmp() as q:
                 if not q.execute("query-kvm").get("enabled"):
                     launched.accel = "tcg"
@@ -497,7 +506,7 @@ def stop_vm(store: Path, vm_id: str, *, force: bool = False, wait: float = 60.0)
     directory = vm_dir(store, vm_id)
     (directory / "stop").write_text("poweroff" if force else "shutdown")
     try:
-        with Qmp(directory / "qmp.sock", timeout=5) as q:
+        with Qmp(sockets(directory) / "qmp.sock", timeout=5) as q:
             q.execute("quit" if force else "system_powerdown")
     except QmpError:
         if force and _pid_alive(vm.get("qemu_pid"), vm_id):
@@ -526,7 +535,7 @@ def screenshot(store: Path, vm_id: str) -> bytes:
     directory = vm_dir(store, vm_id)
     target = directory / f"screen.{secrets.token_hex(3)}.png"
     try:
-        with Qmp(directory / "qmp.sock", timeout=10) as q:
+        with Qmp(sockets(directory) / "qmp.sock", timeout=10) as q:
             q.execute("screendump", filename=str(target), format="png")
         return target.read_bytes()
     except QmpError as exc:

@@ -22,7 +22,7 @@ from agent.catalog import PointRecord
 from agent.errors import AgentError, UsageError
 from agent.qmp import Qmp, QmpError
 from agent.store import Store
-from agent.vm import read_vm, vm_dir
+from agent.vm import read_vm, sockets, vm_dir
 
 
 def backup_from_vm(store_root: Path, vm_id: str, *, taken_at=None, progress=None) -> PointRecord:
@@ -33,7 +33,7 @@ def backup_from_vm(store_root: Path, vm_id: str, *, taken_at=None, progress=None
         raise UsageError(f"VM {vm_id} is {vm['state']}, not running")
     directory = vm_dir(store_root, vm_id)
     fleece = directory / "fleece.qcow2"
-    export = directory / "export.sock"
+    export = sockets(directory) / "export.sock"
     image = directory / "backup-source.raw"
     fleece.unlink(missing_ok=True)
     subprocess.run(
@@ -42,7 +42,7 @@ def backup_from_vm(store_root: Path, vm_id: str, *, taken_at=None, progress=None
         capture_output=True,
     )
     try:
-        with Qmp(directory / "qmp.sock") as q:
+        with Qmp(sockets(directory) / "qmp.sock") as q:
             _teardown(q, quiet=True)  # leftovers of a backup that was killed
             q.execute(
                 "blockdev-add",
@@ -98,7 +98,7 @@ def backup_from_vm(store_root: Path, vm_id: str, *, taken_at=None, progress=None
     finally:
         image.unlink(missing_ok=True)
         try:
-            with Qmp(directory / "qmp.sock") as q:
+            with Qmp(sockets(directory) / "qmp.sock") as q:
                 _teardown(q, quiet=True)
         except QmpError:
             pass  # qemu is gone; so is everything it held
