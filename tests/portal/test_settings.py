@@ -14,7 +14,7 @@ def _manage(*args, **env_overrides):
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "SECRETS_KEYS", "ALLOWED_HOSTS"}
+        if k not in {"SECRET_KEY", "SECRETS_KEYS", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE"}
     }
     env.update(env_overrides)
     return subprocess.run(
