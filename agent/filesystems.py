@@ -108,19 +108,30 @@ def _fs_name(fs: pytsk3.FS_Info) -> str:
 
 
 def _probe(img: PointImage, start: int) -> tuple[pytsk3.FS_Info | None, str]:
-    try:
-        fs = pytsk3.FS_Info(img, offset=start)
-    except OSError:
+    for _attempt in range(2):
+        try:
+            fs = pytsk3.FS_Info(img, offset=start)
+            break
+        except OSError:
+            return None, ""
+        except RuntimeError:
+            continue
+    else:
         return None, ""
     return fs, _fs_name(fs)
 
 
 def list_partitions(img: PointImage) -> list[Partition]:
     """The disk's partitions with the filesystem found in each (MBR or GPT; else partition 0)."""
-    try:
-        volume = pytsk3.Volume_Info(img)
-    except OSError:
-        volume = None
+    volume = None
+    for _attempt in range(2):  # TSK's error state can leak into one call as a RuntimeError
+        try:
+            volume = pytsk3.Volume_Info(img)
+            break
+        except OSError:
+            break
+        except RuntimeError:
+            continue
     parts: list[Partition] = []
     if volume is not None:
         block = volume.info.block_size or SECTOR

@@ -60,9 +60,7 @@ def test_export_converts_back_to_the_points_bytes(exported, fmt, tmp_path):
     ).stdout
     assert f'"format": "{fmt}"' in info
     back = tmp_path / "back.raw"
-    subprocess.run(
-        ["qemu-img", "convert", "-f", fmt, "-O", "raw", str(out), str(back)], check=True
-    )
+    subprocess.run(["qemu-img", "convert", "-f", fmt, "-O", "raw", str(out), str(back)], check=True)
     assert back.read_bytes() == original
     assert not [p for p in tmp_path.iterdir() if "bdr-partial" in p.name]
 
