@@ -27,6 +27,11 @@ class RecoveryPoint(models.Model):
     verified = models.BooleanField(null=True)
     offsite_copies = models.PositiveSmallIntegerField(default=0)
     synced_at = models.DateTimeField(auto_now=True)
+    # Boot verification: the appliance booted the point with no network and saw it come up.
+    boot_verified = models.BooleanField(null=True)
+    boot_seconds = models.FloatField(null=True, blank=True)
+    boot_checked_at = models.DateTimeField(null=True, blank=True)
+    boot_screenshot = models.BinaryField(null=True, blank=True)
 
     tenant_path = "server__appliance__customer"
     objects = TenantManager()
@@ -41,3 +46,51 @@ class RecoveryPoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server} {self.volume} {self.taken_at:%Y-%m-%d %H:%M}"
+
+
+class VmState(models.TextChoices):
+    STARTING = "starting", "Starting"
+    RUNNING = "running", "Running"
+    STOPPING = "stopping", "Stopping"
+    STOPPED = "stopped", "Stopped"
+    FAILED = "failed", "Failed"
+
+
+class VmNetwork(models.TextChoices):
+    NONE = "none", "No network"
+    ISOLATED = "isolated", "Isolated (no way out)"
+    BRIDGE = "bridge", "Bridged to the site's LAN"
+
+
+class VirtualMachine(models.Model):
+    """A recovery point booted as a VM on its appliance: a mirror of the agent's VM record."""
+
+    server = models.ForeignKey(ProtectedServer, on_delete=models.CASCADE, related_name="vms")
+    point = models.ForeignKey(
+        RecoveryPoint, null=True, on_delete=models.SET_NULL, related_name="vms"
+    )
+    job = models.OneToOneField(
+        "appliances.Job", null=True, on_delete=models.SET_NULL, related_name="vm"
+    )
+    agent_id = models.CharField(max_length=120, blank=True)
+    state = models.CharField(max_length=10, choices=VmState.choices, default=VmState.STARTING)
+    net = models.CharField(max_length=10, choices=VmNetwork.choices, default=VmNetwork.ISOLATED)
+    cpus = models.PositiveSmallIntegerField(default=1)
+    memory_mib = models.PositiveIntegerField(default=1024)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    tenant_path = "server__appliance__customer"
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"VM of {self.server} ({self.get_state_display().lower()})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in (VmState.STARTING, VmState.RUNNING, VmState.STOPPING)

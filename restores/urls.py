@@ -5,4 +5,13 @@ from restores import views
 urlpatterns = [
     path("", views.restore_home, name="restore_home"),
     path("servers/<int:server_pk>/", views.server_points, name="restore_server_points"),
+    path("points/<int:point_pk>/", views.browse, name="restore_browse"),
+    path("points/<int:point_pk>/search/", views.search, name="restore_search"),
+    path("points/<int:point_pk>/download/", views.download_selected, name="restore_selected"),
+    path("points/<int:point_pk>/put-back/", views.put_back, name="restore_put_back"),
+    path("points/<int:point_pk>/volume/", views.volume, name="restore_volume"),
+    path("download/<str:token>/", views.download, name="restore_download"),
+    path("jobs/<int:job_pk>/", views.job, name="restore_job"),
+    path("jobs/<int:job_pk>/progress/", views.job_progress, name="restore_job_progress"),
+    path("audit/", views.restore_audit, name="restore_audit"),
 ]

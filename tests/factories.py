@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from appliances.models import Alert, Appliance, Job, ProtectedServer, Volume
 from portal.models import AuditEvent, Customer, Role, Site, User
-from restores.models import RecoveryPoint
+from restores.models import RecoveryPoint, VirtualMachine
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple"
 
@@ -114,6 +114,16 @@ class RecoveryPointFactory(factory.django.DjangoModelFactory):
     volume = "C"
     taken_at = factory.Sequence(lambda n: timezone.now() - dt.timedelta(minutes=15 * n))
     size_bytes = 10 * 2**30
+
+
+class VirtualMachineFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = VirtualMachine
+
+    server = factory.SubFactory(ProtectedServerFactory)
+    point = factory.SubFactory(RecoveryPointFactory, server=factory.SelfAttribute("..server"))
+    agent_id = factory.Sequence(lambda n: f"vm{n:06}")
+    state = "stopped"
 
 
 class AuditEventFactory(factory.django.DjangoModelFactory):

@@ -36,6 +36,9 @@ def build_tenant(label: str) -> Tenant:
         "point": f.RecoveryPointFactory(server=server, volume=f"{label}vol"[:60]),
         "audit": f.AuditEventFactory(customer=customer, object_repr=f"{label} audited thing"),
     }
+    tenant.objects["vm"] = f.VirtualMachineFactory(
+        server=server, point=tenant.objects["point"], error=f"{label} vm"
+    )
     tenant.objects["subscription"] = f.SubscriptionFactory(appliance=appliance)
     tenant.objects["usage"] = f.UsageSampleFactory(appliance=appliance)
     tenant.objects["invoice"] = f.InvoiceFactory(customer=customer, number=f"{label}-INV"[:40])

@@ -30,6 +30,7 @@ KWARG_OBJECTS = {
     "event_pk": "audit",
     "invoice_pk": "invoice",
     "subscription_pk": "subscription",
+    "vm_pk": "vm",
 }
 # DRF routes name their object "pk"; the route's basename says which object it is.
 API_BASENAME_OBJECTS = {
