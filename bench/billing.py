@@ -1,7 +1,7 @@
 """Benchmark: the monthly invoice run at MSP scale, on PostgreSQL.
 
 Seeds customers, appliances (V1 and V2, bought and rented, some starting or ending mid-month)
-and a month of daily off-site usage samples, then times ``billing.services.run_month``, the
+and a month of daily off-site usage samples, then times ``billing.month_run.run_month``, the
 service the beat task ``billing.tasks.run_monthly_invoices`` calls, counting the queries it
 issues and the process's peak RSS while it runs. It then runs the same month again to show
 that a re-run makes nothing and changes nothing. Seeding is timed separately.
@@ -301,14 +301,14 @@ def measure(period: dt.date) -> Measured:
     """One monthly run as the beat task makes it, timed, its queries counted."""
     from django.db import connection
 
-    from billing import services
+    from billing import month_run
 
     gc.collect()
     reset = _reset_peak_rss()
     counter = QueryCounter()
     with connection.execute_wrapper(counter):
         started = time.perf_counter()
-        result = services.run_month(period)
+        result = month_run.run_month(period)
         seconds = time.perf_counter() - started
     return Measured(result.created, result.already_there, seconds, counter, _peak_rss_mib(), reset)
 

@@ -7,7 +7,7 @@ import datetime as dt
 from celery import shared_task
 from django.utils import timezone
 
-from billing import metering, services, stripe_sync
+from billing import metering, month_run, stripe_sync
 from billing.periods import parse_month, previous_month
 
 
@@ -21,7 +21,7 @@ def sample_usage(day: str | None = None) -> int:
 def run_monthly_invoices(month: str | None = None) -> int:
     """Beat, on the 1st: the invoices of the month before (or of ``month``, YYYY-MM)."""
     period = parse_month(month) if month else previous_month(timezone.localdate())
-    return services.run_month(period).created
+    return month_run.run_month(period).created
 
 
 @shared_task

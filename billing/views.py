@@ -13,6 +13,7 @@ from billing import (
     charts,
     exports,
     forms,
+    month_run,
     reports,
     selectors,
     services,
@@ -198,7 +199,7 @@ def billing_run_month(request):
     form = forms.RunMonthForm(request.POST)
     if form.is_valid():
         try:
-            run = services.run_month(
+            run = month_run.run_month(
                 form.cleaned_data["month"], actor=request.user, request=request
             )
         except ValidationError as exc:

@@ -55,3 +55,29 @@ def record(
         ip_address=client_ip(request),
         detail=detail or {},
     )
+
+
+def record_many(
+    actor: User | None,
+    action: str,
+    items: list[tuple[models.Model, Customer | None, dict]],
+    *,
+    request=None,
+) -> None:
+    """Write one audit event per (object, customer, detail) in one insert (bulk services)."""
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            actor=actor if actor is not None and actor.is_authenticated else None,
+            actor_label=(
+                actor.get_username() if actor is not None and actor.is_authenticated else "system"
+            ),
+            customer=customer or _customer_of(obj),
+            action=action,
+            object_type=obj._meta.label,
+            object_id=str(obj.pk),
+            object_repr=str(obj)[:200],
+            ip_address=client_ip(request),
+            detail=detail,
+        )
+        for obj, customer, detail in items
+    )

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import services
+from billing import month_run, services
 from billing.models import Invoice, InvoiceStatus
 from portal.models import Role
 from tests import factories as f
@@ -58,7 +58,7 @@ def _customers_with_invoices(n: int, period=dt.date(2026, 3, 1)):
             starts_on=dt.date(2026, 1, 1),
         )
         add_usage(sub.appliance, period, period.replace(day=3), (40 + i) * GIB)
-    services.run_month(period)
+    month_run.run_month(period)
     for invoice in Invoice.objects.filter(period_start=period, status="draft")[: n // 2]:
         services.finalize_invoice(invoice, actor=None)
 

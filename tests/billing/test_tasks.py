@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from billing import services, tasks
+from billing import month_run, services, tasks
 from billing.models import Invoice, InvoiceStatus, UsageSample
 from tests import factories as f
 from tests.billing.conftest import GIB
@@ -56,9 +56,9 @@ def test_monthly_task_without_a_month_bills_the_month_before(price_book, monkeyp
 
 def test_rerun_keeps_a_draft_as_it_was_until_regenerated(price_book, msp_admin):
     sub = f.SubscriptionFactory(appliance__model="V1", starts_on=dt.date(2026, 1, 1))
-    services.run_month(MARCH)
+    month_run.run_month(MARCH)
     f.SubscriptionFactory(appliance__customer=sub.customer, starts_on=dt.date(2026, 3, 1))
-    services.run_month(MARCH)
+    month_run.run_month(MARCH)
     invoice = Invoice.objects.get()
     assert invoice.total == Decimal("128.00")
     services.regenerate_draft(invoice, actor=msp_admin)
