@@ -43,7 +43,9 @@ BRIDGE = os.environ.get("BDR_VM_BRIDGE", "br0")
 
 def sockets(directory: Path) -> Path:
     """A short directory for a VM's Unix sockets (paths are limited to 107 bytes)."""
-    base = Path(os.environ.get("BDR_RUN_DIR") or f"/tmp/bdr-agent-{os.getuid()}")
+    # Per-uid, 0700; BDR_RUN_DIR (e.g. /run/bdr-agent under systemd) overrides.
+    default = f"/tmp/bdr-agent-{os.getuid()}"  # noqa: S108
+    base = Path(os.environ.get("BDR_RUN_DIR") or default)
     name = hashlib.blake2b(str(Path(directory).resolve()).encode(), digest_size=8).hexdigest()
     path = base / name
     path.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -84,7 +84,7 @@ def test_each_point_boots_and_prints_its_own_marker(store, points, started):
     for point, marker in zip(points, ("MARKER-ONE", "MARKER-TWO"), strict=True):
         record = started(point.id, net="none")
         assert record["state"] == "running" and record["seconds_to_running"] < 10
-        wait_for(lambda: f"WROTE {marker}" in vm.serial_output(store.root, record["id"]))
+        wait_for(lambda m=marker, r=record: f"WROTE {m}" in vm.serial_output(store.root, r["id"]))
         other = "MARKER-TWO" if marker == "MARKER-ONE" else "MARKER-ONE"
         assert other not in vm.serial_output(store.root, record["id"])
         stopped = vm.stop_vm(store.root, record["id"], force=True, wait=10)
