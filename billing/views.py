@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -383,8 +383,7 @@ def billing_report_unpaid_csv(request):
 def stripe_webhook(request):
     """Stripe's calls. Only a POST signed with STRIPE_WEBHOOK_SECRET, recently, gets through."""
     if request.method != "POST":
-        # Not for browsers: refused like any page an anonymous visitor may not open.
-        return HttpResponse("Stripe webhook: signed POST only.", status=403)
+        return HttpResponseNotAllowed(["POST"], "Stripe webhook: signed POST only.")
     try:
         event = webhooks.verify(request.body, request.headers.get("Stripe-Signature"))
     except webhooks.BadEvent:
