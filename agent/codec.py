@@ -69,13 +69,18 @@ class ChunkCodec:
                     raise DamageFound(f"chunk {chunk_id.hex()}: sealing round trip failed")
         return blob
 
-    def decode(self, blob: bytes, chunk_id: bytes, expected_len: int | None = None) -> bytes:
-        """Authenticate, decrypt and decompress one chunk; DamageFound on any mismatch."""
+    def decode(
+        self, blob: bytes, chunk_id: bytes, expected_len: int | None = None, copy: bool = True
+    ):
+        """Authenticate, decrypt and decompress one chunk; DamageFound on any mismatch.
+
+        ``copy=False`` may return a memoryview (no copy of raw chunks; restore uses it).
+        """
         what = f"chunk {chunk_id.hex()}"
         plain = self.key.open(blob, chunk_aad(chunk_id), what)
         kind, body = plain[:1], memoryview(plain)[1:]
         if kind == RAW:
-            data = bytes(body)
+            data = bytes(body) if copy else body
         elif kind == ZSTD:
             try:
                 data = self._dctx().decompress(body, max_output_size=expected_len or 0)

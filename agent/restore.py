@@ -7,6 +7,7 @@ then removes its partial output, so wrong bytes are never left behind.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -22,8 +23,11 @@ from agent.progress import Progress
 from agent.store import Store
 
 
-def read_chunk(store: Store, index: PointIndex, i: int) -> bytes:
-    """Plaintext of chunk ``i`` of ``index``; DamageFound names the chunk and offset."""
+def read_chunk(store: Store, index: PointIndex, i: int, copy: bool = True):
+    """Plaintext of chunk ``i`` of ``index``; DamageFound names the chunk and offset.
+
+    ``copy=False`` may return a memoryview instead of bytes (saves a copy).
+    """
     n = index.chunk_len(i)
     chunk_id = index.ids[i]
     if chunk_id == ZERO_ID:
@@ -36,7 +40,7 @@ def read_chunk(store: Store, index: PointIndex, i: int) -> bytes:
     except OSError as exc:
         raise DamageFound(f"{where} is unreadable: {exc.strerror}") from None
     try:
-        return store.codec.decode(blob, chunk_id, n)
+        return store.codec.decode(blob, chunk_id, n, copy=copy)
     except DamageFound as exc:
         raise DamageFound(f"{where} is damaged ({exc})") from None
 
@@ -107,6 +111,29 @@ class PointReader:
         self.close()
 
 
+def _preallocate(fd: int, index: PointIndex) -> None:
+    """Allocate the data ranges up front (holes stay holes), as restic does.
+
+    One extent per run of data chunks instead of delayed allocation under parallel
+    writes, and a full disk fails here, before any writing.
+    """
+    start = None
+    for i in range(index.chunk_count + 1):
+        data = i < index.chunk_count and index.ids[i] != ZERO_ID
+        if data and start is None:
+            start = i
+        elif not data and start is not None:
+            off = start * index.chunk_size
+            end = min(i * index.chunk_size, index.size)
+            try:
+                os.posix_fallocate(fd, off, end - off)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                return
+            start = None
+
+
 def restore_point(
     store: Store,
     point_id: str,
@@ -136,12 +163,12 @@ def restore_point(
         target = dest.with_name(f".{dest.name}.bdr-partial.{secrets.token_hex(4)}")
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.ftruncate(fd, index.size)
+        _preallocate(fd, index)
     progress.start("restore", index.size)
 
     def write_chunk(i: int) -> None:
         if index.ids[i] != ZERO_ID or is_device:
-            data = read_chunk(store, index, i)
-            view = memoryview(data)
+            view = memoryview(read_chunk(store, index, i, copy=False))
             off = i * index.chunk_size
             while view:
                 written = os.pwrite(fd, view, off)

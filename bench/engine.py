@@ -11,8 +11,8 @@ and bdr-agent's (and borg's) time as a ratio of restic's.
 Fairness: before each timed step: sync, then read the step's input once (the volume
 for backups, the tool's repository for restores), so every tool reads its input from a
 warm cache and none pays for another's dirty pages; with --rounds N the whole sequence
-runs N times on fresh repositories and the table shows each step's best time (shared
-VMs are noisy); every tool's repository is on
+runs N times on fresh repositories, the tools' order reversed every other round, and
+the table shows each step's best time (shared VMs are noisy); every tool's repository is on
 the same filesystem; each tool runs with its defaults for encryption and compression
 (restic 0.14: repo v2, zstd "auto", AES-256-CTR+Poly1305, fsyncs its packs; borg 1.2:
 repokey-blake2, lz4, fsyncs its segments; bdr-agent: zstd level 1, AES-256-GCM, 4 MiB
@@ -183,7 +183,9 @@ def main() -> int:
     for n in range(args.rounds):
         print(f"-- round {n + 1} of {args.rounds}", flush=True)
         subprocess.run(["cp", "--sparse=always", str(original), str(volume)], check=True)
-        tools = [TOOLS[name](work) for name in names]
+        # Alternate the order: the first tool to write a big file after another's was
+        # deleted pays for page reclaim (restore times varied 2x with order alone).
+        tools = [TOOLS[name](work) for name in (names if n % 2 == 0 else names[::-1])]
         for tool in tools:
             shutil.rmtree(tool.repo, ignore_errors=True)
             shutil.rmtree(tool.out, ignore_errors=True)
