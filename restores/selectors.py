@@ -20,3 +20,58 @@ def restorable_servers(user: User) -> QuerySet[ProtectedServer]:
 
 def points_of(user: User, server: ProtectedServer) -> QuerySet[RecoveryPoint]:
     return RecoveryPoint.objects.for_user(user).filter(server=server).order_by("-taken_at")
+
+
+def point_for(user: User, point_pk: int) -> RecoveryPoint:
+    """The recovery point ``point_pk`` if ``user`` may see it, else Http404."""
+    from django.http import Http404
+
+    try:
+        return (
+            RecoveryPoint.objects.for_user(user)
+            .select_related("server__appliance__customer")
+            .get(pk=point_pk)
+        )
+    except RecoveryPoint.DoesNotExist:
+        raise Http404("No recovery point matches the given query.") from None
+
+
+def breadcrumbs(path: str) -> list[tuple[str, str]]:
+    """(label, path) for each folder from the root down to ``path``."""
+    crumbs = [("All files", "/")]
+    so_far = ""
+    for part in [p for p in path.split("/") if p]:
+        so_far += "/" + part
+        crumbs.append((part, so_far))
+    return crumbs
+
+
+RESTORE_ACTIONS = (
+    "restore.browse",
+    "restore.search",
+    "restore.download",
+    "restore.put_back",
+    "restore.export",
+    "restore.bare_metal",
+    "restore.path_refused",
+    "restore.link_refused",
+)
+
+
+def restore_events_for(user: User):
+    """The restore audit events ``user`` may see (their customer's, or all for the MSP)."""
+    from portal.models import AuditEvent
+
+    return (
+        AuditEvent.objects.for_user(user)
+        .filter(action__in=RESTORE_ACTIONS)
+        .select_related("customer")
+        .order_by("-at", "-id")
+    )
+
+
+def when(epoch: int | None):
+    """An entry's epoch seconds as an aware datetime (None stays None)."""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch, dt.UTC) if epoch else None

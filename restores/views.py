@@ -1,14 +1,32 @@
-"""Restore pages: customers and staff find a recovery point to restore from."""
+"""Restore pages: customers and staff find a recovery point and restore files from it.
+
+Customer users may open these pages (and their account pages) only; putting files back,
+exporting a volume and bare-metal restore are for the MSP's staff.
+"""
 
 from __future__ import annotations
 
+from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.shortcuts import render
+from django.http import StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import content_disposition_header
+from django.views.decorators.http import require_POST
 
-from appliances.models import ProtectedServer
-from portal.access import any_role_required
+from appliances import backups
+from appliances.models import Job, ProtectedServer
+from portal.access import msp_required, roles_required
+from portal.models import Role
+from portal.pagination import paginate
 from portal.tenancy import get_for_user
-from restores import selectors
+from restores import selectors, services
+from restores.forms import BareMetalForm, ExportForm, PutBackForm
+from restores.models import RecoveryPoint, Tier
+
+any_role_required = roles_required(*Role)
+restore_auditors = roles_required(Role.MSP_ADMIN, Role.TECHNICIAN, Role.CUSTOMER_ADMIN)
 
 
 @any_role_required
@@ -20,7 +38,188 @@ def restore_home(request):
 @any_role_required
 def server_points(request, server_pk: int):
     server = get_for_user(ProtectedServer, request.user, pk=server_pk)
-    page = Paginator(selectors.points_of(request.user, server), 100).get_page(
-        request.GET.get("page")
-    )
-    return render(request, "restores/server_points.html", {"server": server, "page": page})
+    tier = request.GET.get("tier", "")
+    points = selectors.points_of(request.user, server)
+    if tier in Tier.values:
+        points = points.filter(tier=tier)
+    page = Paginator(points, 100).get_page(request.GET.get("page"))
+    context = {"server": server, "page": page, "tiers": Tier.choices, "tier": tier}
+    return render(request, "restores/server_points.html", context)
+
+
+def _partition(request) -> int | None:
+    value = request.GET.get("partition") or request.POST.get("partition") or ""
+    return int(value) if value.isdigit() else None
+
+
+def _point(request, point_pk: int) -> RecoveryPoint:
+    return selectors.point_for(request.user, point_pk)
+
+
+def _not_found(request, message: str = "That file is not in this backup."):
+    # A response, not Http404: the request's transaction must keep the audit of the refusal.
+    return render(request, "404.html", {"message": message}, status=404)
+
+
+def _unavailable(request, point, exc):
+    context = {"point": point, "message": str(exc)}
+    # 200, not 5xx: the portal works; the appliance is away, and the page says so plainly.
+    return render(request, "restores/unavailable.html", context)
+
+
+@any_role_required
+def browse(request, point_pk: int):
+    point = _point(request, point_pk)
+    path = request.GET.get("path") or "/"
+    partition = _partition(request)
+    try:
+        parts = services.partitions(request.user, point)
+        listing = services.browse(request.user, point, path, partition, request=request)
+    except services.PathRefused:
+        return _not_found(request, "That folder is not in this backup.")
+    except services.RestoreUnavailable as exc:
+        return _unavailable(request, point, exc)
+    number = listing["partition"]
+    for entry in listing["entries"]:
+        entry["changed"] = selectors.when(entry.get("mtime"))
+        if entry["type"] == "file":
+            token = services.sign_download(request.user, point, [entry["path"]], number)
+            entry["download_url"] = reverse("restore_download", args=[token])
+    context = {
+        "point": point,
+        "listing": listing,
+        "path": listing["path"],
+        "crumbs": selectors.breadcrumbs(listing["path"]),
+        "partitions": [p for p in parts if p["filesystem"]],
+        "partition": number,
+        "put_back_form": PutBackForm() if request.user.is_msp else None,
+    }
+    return render(request, "restores/browse.html", context)
+
+
+@any_role_required
+def search(request, point_pk: int):
+    point = _point(request, point_pk)
+    query = request.GET.get("q", "")
+    partition = _partition(request)
+    try:
+        result = services.search(request.user, point, query, partition, request=request)
+    except services.RestoreUnavailable as exc:
+        return _unavailable(request, point, exc)
+    for entry in result["matches"]:
+        if entry["type"] == "file":
+            token = services.sign_download(request.user, point, [entry["path"]],
+                                           entry.get("partition"))  # fmt: skip
+            entry["download_url"] = reverse("restore_download", args=[token])
+        entry["folder"] = entry["path"].rsplit("/", 1)[0] or "/"
+    context = {"point": point, "query": query, "result": result}
+    return render(request, "restores/search.html", context)
+
+
+@any_role_required
+@require_POST
+def download_selected(request, point_pk: int):
+    """The selected files and folders: one file as is, anything more as a zip."""
+    point = _point(request, point_pk)
+    paths = request.POST.getlist("paths")
+    try:
+        token = services.sign_download(request.user, point, paths, _partition(request),
+                                       request=request)  # fmt: skip
+    except services.PathRefused:
+        return _not_found(request)
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+        return redirect(f"{reverse('restore_browse', args=[point.pk])}?path=/")
+    return redirect("restore_download", token=token)
+
+
+@any_role_required
+def download(request, token: str):
+    """Stream a download from the appliance; the link is the user's own and short-lived."""
+    try:
+        dl = services.open_download(request.user, token, request=request)
+    except services.LinkRefused as exc:
+        return _not_found(request, str(exc))
+    try:
+        size, body = services.start_download(request.user, dl, request=request)
+    except services.PathRefused:
+        return _not_found(request)
+    except services.RestoreUnavailable as exc:
+        return _unavailable(request, dl.point, exc)
+    kind = "application/zip" if dl.is_zip else "application/octet-stream"
+    response = StreamingHttpResponse(body, content_type=kind)
+    response["Content-Disposition"] = content_disposition_header(True, services.download_name(dl))
+    if size is not None:
+        response["Content-Length"] = str(size)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@msp_required
+@require_POST
+def put_back(request, point_pk: int):
+    point = _point(request, point_pk)
+    form = PutBackForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Name a folder to restore into.")
+        return redirect(f"{reverse('restore_browse', args=[point.pk])}?path=/")
+    try:
+        job = services.put_back(request.user, point, request.POST.getlist("paths"),
+                                form.cleaned_data["folder"], _partition(request),
+                                form.cleaned_data["overwrite"], request=request)  # fmt: skip
+    except services.PathRefused:
+        return _not_found(request)
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+        return redirect(f"{reverse('restore_browse', args=[point.pk])}?path=/")
+    return redirect("restore_job", job_pk=job.pk)
+
+
+@msp_required
+def volume(request, point_pk: int):
+    """Whole-volume restores of a point: export as an image, or bare metal to a target."""
+    point = _point(request, point_pk)
+    export_form = ExportForm(request.POST if "export" in request.POST else None, prefix="export")
+    bm_form = BareMetalForm(request.POST if "baremetal" in request.POST else None, prefix="bm")
+    try:
+        if request.method == "POST" and export_form.is_bound and export_form.is_valid():
+            d = export_form.cleaned_data
+            job = services.export_volume(request.user, point, d["folder"], d["format"],
+                                         request=request)  # fmt: skip
+            return redirect("restore_job", job_pk=job.pk)
+        if request.method == "POST" and bm_form.is_bound and bm_form.is_valid():
+            d = bm_form.cleaned_data
+            job = services.bare_metal(request.user, point, d["target"], d["port"],
+                                      d["host_key"], d["device"], request=request)  # fmt: skip
+            return redirect("restore_job", job_pk=job.pk)
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+    context = {"point": point, "export_form": export_form, "bm_form": bm_form}
+    return render(request, "restores/volume.html", context)
+
+
+@msp_required
+def job(request, job_pk: int):
+    job = get_for_user(Job, request.user, pk=job_pk)
+    return render(request, "restores/job.html", _job_context(request, job))
+
+
+@msp_required
+def job_progress(request, job_pk: int):
+    job = get_for_user(Job, request.user, pk=job_pk)
+    from django.conf import settings
+
+    if settings.CELERY_TASK_ALWAYS_EAGER and job.is_active:
+        job = backups.refresh_job(job)
+    return render(request, "restores/partials/job_progress.html", _job_context(request, job))
+
+
+def _job_context(request, job: Job) -> dict:
+    return {"job": job, "eta": services.job_eta_seconds(job)}
+
+
+@restore_auditors
+def restore_audit(request):
+    """Who restored what: browse, search, download and restore events of the user's customers."""
+    page = paginate(request, selectors.restore_events_for(request.user))
+    return render(request, "restores/audit.html", {"page": page})

@@ -1,0 +1,49 @@
+"""Forms of the restore pages (technicians' put-back, export and bare-metal restore)."""
+
+from __future__ import annotations
+
+from django import forms
+
+FORMAT_CHOICES = [
+    ("qcow2", "qcow2 (QEMU/KVM, Proxmox)"),
+    ("vmdk", "VMDK (VMware)"),
+    ("vhdx", "VHDX (Hyper-V)"),
+    ("raw", "raw disk image"),
+]
+
+
+class PutBackForm(forms.Form):
+    folder = forms.CharField(
+        max_length=500,
+        initial="/restored",
+        help_text="A folder on the server's side of the appliance; created if missing.",
+    )
+    overwrite = forms.BooleanField(required=False, label="Replace files that already exist")
+
+    def clean_folder(self):
+        folder = self.cleaned_data["folder"].strip()
+        if not folder.startswith("/") or ".." in folder.split("/"):
+            raise forms.ValidationError("An absolute folder path without '..'.")
+        return folder
+
+
+class ExportForm(forms.Form):
+    format = forms.ChoiceField(choices=FORMAT_CHOICES)
+    folder = forms.CharField(max_length=500, initial="/exports")
+
+    def clean_folder(self):
+        folder = self.cleaned_data["folder"].strip()
+        if not folder.startswith("/") or ".." in folder.split("/"):
+            raise forms.ValidationError("An absolute folder path without '..'.")
+        return folder
+
+
+class BareMetalForm(forms.Form):
+    target = forms.RegexField(
+        regex=r"^[A-Za-z0-9._-]+@[A-Za-z0-9.:_-]+$",
+        max_length=200,
+        help_text="user@host of the new machine, booted into the restore environment.",
+    )
+    port = forms.IntegerField(min_value=1, max_value=65535, initial=22)
+    host_key = forms.CharField(max_length=2000, help_text="The target's SSH host key line.")
+    device = forms.CharField(max_length=300, initial="/dev/sda")

@@ -1,0 +1,288 @@
+"""File restore, export and bare-metal restore as the portal does them.
+
+Every read of a point's files goes to the appliance's agent (files.* rpc); every browse,
+search, download and refused path is written to the audit log. Downloads go through
+short-lived links signed with the user's id, so a link is no use to anybody else, and they
+stream from the appliance through the portal in windows of a few MiB (bounded memory).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.http import Http404
+
+from appliances import sync
+from appliances.client import AgentError, TransportError
+from appliances.models import Job, JobKind
+from portal import audit
+from portal.models import User
+from portal.tenancy import get_for_user
+from restores.models import RecoveryPoint
+
+LINK_SALT = "restores.download"
+LINK_MAX_AGE = 10 * 60  # seconds a download link works
+WINDOW = 4 << 20  # bytes per files.cat / files.zip.read answer
+FORMATS = ("raw", "qcow2", "vmdk", "vhdx")
+
+
+class RestoreUnavailable(Exception):
+    """The appliance could not answer; the message is for people."""
+
+
+class PathRefused(Exception):
+    """A path that tries to leave the filesystem (``..``, relative, NUL)."""
+
+
+class LinkRefused(Exception):
+    """A download link that expired, was forged, or is another user's (answered as 404)."""
+
+
+def clean_path(path: str) -> str:
+    """``path`` as ``/a/b``; anything with ``..``, ``.``, NUL or not absolute is refused."""
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path or "\\" in path:
+        raise PathRefused(path)
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise PathRefused(path)
+    return "/" + "/".join(parts)
+
+
+def _refused(user: User, point: RecoveryPoint, path: str, request=None) -> PathRefused:
+    audit.record(user, "restore.path_refused", point, request=request, detail={"path": path[:500]})
+    return PathRefused(path)
+
+
+def _agent_call(point: RecoveryPoint, method: str, **params):
+    try:
+        with sync.open_agent(point.server.appliance, retries=()) as agent:
+            return agent.call(method, point=point.agent_id, **params)
+    except (TransportError, sync.ApplianceUnavailable) as exc:
+        name = point.server.appliance.name
+        raise RestoreUnavailable(f"{name} cannot be reached: {exc}") from None
+
+
+def _checked(user, point, path, request):
+    try:
+        return clean_path(path)
+    except PathRefused:
+        raise _refused(user, point, str(path), request) from None
+
+
+def _agent_errors(user, point, path, request, fn):
+    try:
+        return fn()
+    except AgentError as exc:
+        if exc.code == "path_refused":
+            raise _refused(user, point, path, request) from None
+        if exc.code in ("not_found", "bad_params"):
+            raise Http404(str(exc)) from None
+        raise RestoreUnavailable(str(exc)) from None
+
+
+def partitions(user: User, point: RecoveryPoint) -> list[dict]:
+    """The point's partitions and the filesystem in each (only readable ones are browsable)."""
+    return _agent_errors(user, point, "/", None, lambda: _agent_call(point, "files.partitions"))
+
+
+def browse(
+    user: User, point: RecoveryPoint, path: str, partition: int | None, *, request=None
+) -> dict:
+    """A directory listing of ``path`` in the point; audited."""
+    path = _checked(user, point, path, request)
+    params = {"path": path} | ({"partition": partition} if partition is not None else {})
+    listing = _agent_errors(
+        user, point, path, request, lambda: _agent_call(point, "files.ls", **params)
+    )
+    audit.record(user, "restore.browse", point, request=request,
+                 detail={"path": path, "partition": listing["partition"]})  # fmt: skip
+    return listing
+
+
+def search(
+    user: User, point: RecoveryPoint, pattern: str, partition: int | None, *, request=None
+) -> dict:
+    """Files whose name matches ``pattern`` (a glob; a plain word matches inside names)."""
+    pattern = (pattern or "").strip()[:200]
+    if not pattern:
+        return {"matches": [], "truncated": False}
+    glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+    params = {"glob": glob, "limit": 500}
+    if partition is not None:
+        params["partition"] = partition
+    result = _agent_errors(
+        user, point, pattern, request, lambda: _agent_call(point, "files.find", **params)
+    )
+    audit.record(user, "restore.search", point, request=request,
+                 detail={"pattern": pattern, "found": len(result["matches"])})  # fmt: skip
+    return result
+
+
+# -- signed download links ----------------------------------------------------------------
+
+
+@dataclass
+class Download:
+    point: RecoveryPoint
+    paths: list[str]
+    partition: int | None
+
+    @property
+    def is_zip(self) -> bool:
+        return len(self.paths) > 1 or self.paths[0].endswith("/")
+
+
+def sign_download(user: User, point: RecoveryPoint, paths: list[str], partition: int | None,
+                  *, request=None) -> str:  # fmt: skip
+    """A token for downloading ``paths`` of ``point``, good for ``user`` for LINK_MAX_AGE."""
+    if not paths:
+        raise ValidationError("Pick at least one file or folder.")
+    cleaned = []
+    for p in paths:
+        folder = p.endswith("/") and p != "/"
+        cleaned.append(_checked(user, point, p, request) + ("/" if folder else ""))
+    payload = {"u": user.pk, "p": point.pk, "f": cleaned, "n": partition}
+    return signing.dumps(payload, salt=LINK_SALT, compress=True)
+
+
+def open_download(user: User, token: str, *, request=None) -> Download:
+    """The download a token names; 404 when expired, forged or another user's."""
+    try:
+        payload = signing.loads(token, salt=LINK_SALT, max_age=LINK_MAX_AGE)
+    except signing.SignatureExpired:
+        audit.record(user, "restore.link_refused", request=request, detail={"why": "expired"},
+                     customer=getattr(user, "customer", None))  # fmt: skip
+        raise LinkRefused("This download link has expired. Open the file again.") from None
+    except signing.BadSignature:
+        raise LinkRefused("Not a download link.") from None
+    if payload.get("u") != user.pk:
+        audit.record(user, "restore.link_refused", request=request,
+                     detail={"why": "another user's link"},
+                     customer=getattr(user, "customer", None))  # fmt: skip
+        raise LinkRefused("Not a download link.")
+    point = get_for_user(RecoveryPoint, user, pk=payload["p"])
+    return Download(point, list(payload["f"]), payload.get("n"))
+
+
+def download_name(download: Download) -> str:
+    if not download.is_zip:
+        return posixpath.basename(download.paths[0]) or "file"
+    return f"{download.point.server.name}-{download.point.taken_at:%Y-%m-%d-%H%M}.zip"
+
+
+def start_download(
+    user: User, download: Download, *, request=None
+) -> tuple[int | None, Iterator[bytes]]:
+    """(size if known, the bytes in pieces) of a download; audited when it starts."""
+    point = download.point
+    paths = [p.rstrip("/") or "/" for p in download.paths]
+    part = {"partition": download.partition} if download.partition is not None else {}
+    size = None
+    if not download.is_zip:
+        entry = _agent_errors(
+            user, point, paths[0], request,
+            lambda: _agent_call(point, "files.stat", path=paths[0], **part),
+        )  # fmt: skip
+        if entry["type"] != "file":
+            raise Http404("Not a file.")
+        size = entry["size"]
+    audit.record(user, "restore.download", point, request=request,
+                 detail={"paths": paths[:50], "zip": download.is_zip, "size": size})  # fmt: skip
+    return size, _stream(point, paths, part, download.is_zip)
+
+
+def _stream(point: RecoveryPoint, paths: list[str], part: dict, is_zip: bool) -> Iterator[bytes]:
+    with sync.open_agent(point.server.appliance, retries=()) as agent:
+        if is_zip:
+            stream = agent.call("files.zip", point=point.agent_id, paths=paths, **part)["stream"]
+            while True:
+                meta, data = agent.call_binary("files.zip.read", stream=stream, max=WINDOW)
+                if data:
+                    yield data
+                if meta["eof"]:
+                    return
+        offset = 0
+        while True:
+            meta, data = agent.call_binary("files.cat", point=point.agent_id, path=paths[0],
+                                           offset=offset, length=WINDOW, **part)  # fmt: skip
+            if data:
+                yield data
+            offset += len(data)
+            if meta["eof"] or not data:
+                return
+
+
+# -- jobs ---------------------------------------------------------------------------------
+
+
+def _start_job(user: User, point: RecoveryPoint, kind: str, params: dict, action: str,
+               request) -> Job:  # fmt: skip
+    server = point.server
+    if server.appliance.state != "online":
+        raise ValidationError(
+            f"{server.appliance.name} is {server.appliance.get_state_display().lower()}."
+        )
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(appliance=server.appliance, server=server, kind=kind,
+                                     requested_by=user, params=params)  # fmt: skip
+    except IntegrityError:
+        raise ValidationError(f"A {kind} of {server} is already running.") from None
+    audit.record(user, action, point, request=request, detail={"job": job.pk, **params})
+    from appliances import tasks
+
+    transaction.on_commit(lambda: tasks.run_job.delay(job.pk))
+    return job
+
+
+def put_back(user: User, point: RecoveryPoint, paths: list[str], dest: str,
+             partition: int | None, overwrite: bool, *, request=None) -> Job:  # fmt: skip
+    """Start a restore job that copies ``paths`` into folder ``dest`` on the appliance side."""
+    if not paths:
+        raise ValidationError("Pick at least one file or folder.")
+    cleaned = [_checked(user, point, p, request) for p in paths]
+    try:
+        dest = clean_path(dest)
+    except PathRefused:
+        raise ValidationError("The folder must be an absolute path without '..'.") from None
+    params = {"point": point.agent_id, "paths": cleaned, "dest": dest, "overwrite": overwrite}
+    if partition is not None:
+        params["partition"] = partition
+    return _start_job(user, point, JobKind.RESTORE, params, "restore.put_back", request)
+
+
+def export_volume(user: User, point: RecoveryPoint, dest: str, fmt: str, *, request=None) -> Job:
+    """Start an export job writing the point as a ``fmt`` image into folder ``dest``."""
+    if fmt not in FORMATS:
+        raise ValidationError(f"Unknown format {fmt}.")
+    try:
+        dest = clean_path(dest)
+    except PathRefused:
+        raise ValidationError("The folder must be an absolute path without '..'.") from None
+    params = {"point": point.agent_id, "dest": dest, "format": fmt}
+    return _start_job(user, point, JobKind.EXPORT, params, "restore.export", request)
+
+
+def bare_metal(user: User, point: RecoveryPoint, target: str, port: int, host_key: str,
+               dest: str, *, request=None) -> Job:  # fmt: skip
+    """Start a bare-metal restore: stream the point to ``target``'s receiver over SSH."""
+    if len(host_key.split()) < 2:
+        raise ValidationError("Paste the target's SSH host key (type and key).")
+    params = {"point": point.agent_id, "target": target, "port": port,
+              "host_key": " ".join(host_key.split()[:2]), "dest": dest}  # fmt: skip
+    return _start_job(user, point, JobKind.RESTORE, params, "restore.bare_metal", request)
+
+
+def job_eta_seconds(job: Job) -> float | None:
+    """Seconds left at the job's average rate so far (None until it has moved)."""
+    if not job.is_active or not job.started_at or job.bytes_done <= 0 or not job.bytes_total:
+        return None
+    from django.utils import timezone
+
+    elapsed = (timezone.now() - job.started_at).total_seconds()
+    return max(0.0, elapsed * (job.bytes_total - job.bytes_done) / job.bytes_done)
