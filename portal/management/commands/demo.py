@@ -68,6 +68,51 @@ def _volume(path: Path, seed: int) -> Path:
     return path
 
 
+DEMO_FILES = {
+    # path: (text of the first version, text after the change the demo backs up later)
+    "Users/anna/Documents/Budget 2026.xlsx": (
+        "budget: rent 1200, salaries 9000\n",
+        "budget: rent 1300, salaries 9400, bonus 500\n",
+    ),
+    "Users/anna/Documents/Letter to Mr Smith.docx": ("Dear Mr Smith, see you Monday.\n", None),
+    "Users/ben/Desktop/todo.txt": ("call the lab\norder gloves\n", "call the lab\n"),
+    "Shared/Price list.pdf": ("cleaning 80, filling 150, crown 900\n", None),
+    "Shared/Scans/xray-0001.png": ("(scan 1)\n" * 500, None),
+    "Shared/Scans/xray-0002.png": ("(scan 2)\n" * 500, None),
+}  # fmt: skip
+
+
+def _files_volume(path: Path, seed: int = 0, changed: bool = False) -> Path:
+    """A small disk: an MBR partition table and an ext4 filesystem with office files.
+
+    ``changed`` rebuilds it as it is after a day of work (one file edited, one shortened),
+    so the points of yesterday and today differ. Made with mke2fs -d; needs no root.
+    """
+    import shutil
+    import tempfile
+
+    if path.exists() and not changed:
+        return path
+    with tempfile.TemporaryDirectory(prefix="bdr-demo-") as tmp:
+        tree = Path(tmp)
+        for name, (first, later) in DEMO_FILES.items():
+            target = tree / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            text = later if changed and later is not None else first
+            target.write_text(text)
+        path.unlink(missing_ok=True)
+        with open(path, "wb") as f:
+            f.truncate(VOLUME_MIB << 20)
+        subprocess.run(["sfdisk", "-q", str(path)], input=b"start=2048, type=83\n", check=True,
+                       capture_output=True)  # fmt: skip
+        mke2fs = shutil.which("mke2fs") or "/usr/sbin/mke2fs"
+        fs_args = ["-E", "offset=1048576", "-d", str(tree), str(path), f"{VOLUME_MIB - 1}M"]
+        subprocess.run(
+            [mke2fs, "-q", "-F", "-t", "ext4", *fs_args], check=True, capture_output=True
+        )
+    return path
+
+
 class Command(BaseCommand):
     help = "Create demo customers, local demo appliances with real backups, and one user per role."
 
@@ -148,7 +193,9 @@ class Command(BaseCommand):
                 name=sname,
                 hostname=f"{sname}.{customer.name.split()[0].lower()}.local",
                 volumes={
-                    "C": str(_volume(root / "volumes" / f"{serial}-{sname}-C.img", seed * 10 + i))
+                    "C": str(
+                        _files_volume(root / "volumes" / f"{serial}-{sname}-C.img", seed * 10 + i)
+                    )
                 },
             )
         appliance.state = ApplianceState.ONLINE
@@ -157,6 +204,8 @@ class Command(BaseCommand):
             sync.push_server_config(server)
             image = server.volumes.get().source
             for hours_ago in (26, 2, 1):
+                if hours_ago == 2:  # a day of work between yesterday's point and today's
+                    _files_volume(Path(image), changed=True)
                 at = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours_ago)).isoformat(
                     timespec="seconds"
                 )
