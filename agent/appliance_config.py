@@ -18,7 +18,18 @@ SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_RUNS_PER_DAY = 96
 
-DEFAULT_SETTINGS = {"rollup_hour": 0, "timezone": "UTC", "serial": ""}
+DEFAULT_SETTINGS = {
+    "rollup_hour": 0,
+    "timezone": "UTC",
+    "serial": "",
+    # Boot verification by the ``run`` service (agent.bootcheck): "off", "each" new point, or
+    # "daily" (the newest point of each volume once a day); per-server modes override it.
+    "bootcheck": "off",
+    "bootcheck_servers": {},
+    "bootcheck_marker": "",  # text on COM1 that means booted; empty: a settled screen
+    "bootcheck_timeout": 300,
+}
+BOOTCHECK_MODES = ("off", "each", "daily")
 
 
 class ConfigError(ValueError):
@@ -149,6 +160,22 @@ def save_settings(store: Path, changes: dict) -> dict:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     if "rollup_hour" in changes and changes["rollup_hour"] not in range(24):
         raise ConfigError("rollup_hour must be 0 to 23")
+    _check_bootcheck_settings(changes)
     settings = {**load_settings(store), **changes}
     write_json_atomic(_dir(store) / "settings.json", settings)
     return settings
+
+
+def _check_bootcheck_settings(changes: dict) -> None:
+    modes = [changes["bootcheck"]] if "bootcheck" in changes else []
+    per_server = changes.get("bootcheck_servers", {})
+    if not isinstance(per_server, dict) or not all(SERVER_NAME.match(str(k)) for k in per_server):
+        raise ConfigError("bootcheck_servers must map server names to a mode")
+    modes += list(per_server.values())
+    if any(mode not in BOOTCHECK_MODES for mode in modes):
+        raise ConfigError(f"bootcheck mode must be one of {', '.join(BOOTCHECK_MODES)}")
+    timeout = changes.get("bootcheck_timeout", 300)
+    if not isinstance(timeout, (int, float)) or not 5 <= timeout <= 3600:
+        raise ConfigError("bootcheck_timeout must be 5 to 3600 seconds")
+    if not isinstance(changes.get("bootcheck_marker", ""), str):
+        raise ConfigError("bootcheck_marker must be text")

@@ -141,3 +141,37 @@ def _wait_for_life(vm, work: Path, marker: str | None, t0: float, timeout: float
 def _screenshot(vm, path: Path) -> None:
     with vm.qmp() as q:
         q.execute("screendump", filename=str(path), format="png")
+
+
+def mode_for(settings: dict, server: str) -> str:
+    """The boot verification mode of ``server``: its own, else the appliance's."""
+    return (settings.get("bootcheck_servers") or {}).get(server) or settings.get("bootcheck", "off")
+
+
+def due_bootchecks(
+    points: list[dict], settings: dict, state: dict, today: str
+) -> list[tuple[str, str]]:
+    """(volume key ``server/volume``, point id) to boot-verify now: the newest point of each
+    volume, unless it was already started ("each") or its volume was checked today ("daily").
+
+    ``points`` are point records (``id``, ``server``, ``volume``, ``taken_at``); ``state``
+    holds ``bootchecked`` (volume key -> last point started) and ``bootcheck_days``
+    (volume key -> day of the last start).
+    """
+    newest: dict[str, dict] = {}
+    for point in points:
+        key = f"{point['server']}/{point['volume']}"
+        if key not in newest or (point["taken_at"], point["id"]) > (
+            newest[key]["taken_at"],
+            newest[key]["id"],
+        ):
+            newest[key] = point
+    due = []
+    for key, point in sorted(newest.items()):
+        mode = mode_for(settings, point["server"])
+        if mode == "off" or state.get("bootchecked", {}).get(key) == point["id"]:
+            continue
+        if mode == "daily" and state.get("bootcheck_days", {}).get(key) == today:
+            continue
+        due.append((key, point["id"]))
+    return due

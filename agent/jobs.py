@@ -320,6 +320,8 @@ def run(store: Path, job_id: str) -> int:
         if job["kind"] == "verify" and code == 3 and isinstance(result, dict):
             damaged = [p["id"] for p in result.get("damaged_points", [])]
             reason = f"verify found damage in {len(damaged)} point(s): {', '.join(damaged)}"
+        elif job["kind"] == "bootcheck" and code == 3 and isinstance(result, dict):
+            reason = f"point {result.get('point')} did not boot: {result.get('reason')}"
         elif code < 0:
             reason = f"bdr-agent {job['kind']} was killed by signal {-code}"
             if job["kind"] == "backup":

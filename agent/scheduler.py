@@ -3,7 +3,9 @@
 Every tick it starts the backups that are due by each server's schedule and, once a day after
 the rollup hour, a rollup (retention, then gc). What it has started is written to
 ``<store>/appliance/scheduler.json`` before it moves on, so a restart neither repeats nor
-skips a slot. Backups themselves run as detached jobs (``agent.jobs``).
+skips a slot. Backups themselves run as detached jobs (``agent.jobs``), and so do boot checks:
+when the appliance's ``bootcheck`` setting (or a server's own) says "each" or "daily", the newest
+point of each volume is booted with no network (``agent.bootcheck``) and the result kept.
 """
 
 from __future__ import annotations
@@ -80,6 +82,39 @@ def tick(store: Path, now: dt.datetime | None = None) -> list[str]:
             state["last_rollup_day"] = f"{now:%Y-%m-%d}"
         except jobs.JobError:
             pass  # a rollup is running; try again next tick
+        config.write_json_atomic(_state_path(store), state)
+    started += _start_bootchecks(store, state, now)
+    return started
+
+
+def _start_bootchecks(store: Path, state: dict, now: dt.datetime) -> list[str]:
+    """Boot-verify the points that are due (see ``bootcheck.due_bootchecks``)."""
+    from agent import bootcheck
+    from agent.store import Store
+
+    settings = config.load_settings(store)
+    modes = [settings.get("bootcheck")] + list((settings.get("bootcheck_servers") or {}).values())
+    if all(mode in (None, "off") for mode in modes):
+        return []
+    points = [
+        {"id": p.id, "server": p.server, "volume": p.volume, "taken_at": p.taken_at}
+        for p in Store.open(store).list_points()
+    ]
+    started = []
+    for key, point_id in bootcheck.due_bootchecks(points, settings, state, f"{now:%Y-%m-%d}"):
+        server, volume = key.split("/", 1)
+        params = {"server": server, "volume": volume, "source": point_id, "point": point_id}
+        params.update(
+            marker=settings.get("bootcheck_marker") or "",
+            timeout=float(settings.get("bootcheck_timeout") or 300),
+        )
+        try:
+            job = jobs.start_job(store, "bootcheck", params, ref=f"bootcheck:{point_id}")
+        except jobs.JobError:
+            continue  # a boot check of this server still runs: try again next tick
+        started.append(job["id"])
+        state.setdefault("bootchecked", {})[key] = point_id
+        state.setdefault("bootcheck_days", {})[key] = f"{now:%Y-%m-%d}"
         config.write_json_atomic(_state_path(store), state)
     return started
 
