@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
 from portal import api, views
 
@@ -44,6 +45,7 @@ urlpatterns = [
     path("appliances/", include("appliances.urls")),
     path("restore/", include("restores.urls")),
     path("billing/", include("billing.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/", include(api.router.urls)),
     path("admin/", admin.site.urls),
 ]
