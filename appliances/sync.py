@@ -15,6 +15,7 @@ from django.utils.dateparse import parse_datetime
 from appliances import enrolment
 from appliances.client import AgentClient, HostKeyMismatch, TransportError, connect
 from appliances.models import Alert, Appliance, ApplianceState, ProtectedServer, Severity
+from restores import boot_verification
 from restores.models import RecoveryPoint, Tier
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ def poll_appliance(appliance: Appliance) -> dict:
         with open_agent(appliance) as agent:
             status = agent.call("status")
             points = agent.call("points.list")
+            apply_points(appliance, points or [])
+            boot_verification.sync_results(appliance, agent)  # boot checks onto those points
     except TransportError as exc:
         went_offline = Appliance.objects.filter(
             pk=appliance.pk, state=ApplianceState.ONLINE
@@ -141,7 +144,6 @@ def poll_appliance(appliance: Appliance) -> dict:
                 message=f"{appliance.name} is unreachable: {exc}"[:500],
             )
         raise ApplianceUnavailable(f"{appliance.name} is unreachable: {exc}") from None
-    apply_points(appliance, points or [])
     Alert.objects.filter(
         appliance=appliance, kind="appliance_offline", resolved_at__isnull=True
     ).update(resolved_at=timezone.now())

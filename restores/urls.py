@@ -1,6 +1,6 @@
 from django.urls import path
 
-from restores import views
+from restores import views, vm_views
 
 urlpatterns = [
     path("", views.restore_home, name="restore_home"),
@@ -14,4 +14,11 @@ urlpatterns = [
     path("jobs/<int:job_pk>/", views.job, name="restore_job"),
     path("jobs/<int:job_pk>/progress/", views.job_progress, name="restore_job_progress"),
     path("audit/", views.restore_audit, name="restore_audit"),
+    # Virtualization (restores/vm_views.py): technicians and MSP admins only
+    path("vms/", vm_views.vm_list, name="vm_list"),
+    path("points/<int:point_pk>/vm/", vm_views.vm_start, name="vm_start"),
+    path("points/<int:point_pk>/boot.png", vm_views.point_boot_screenshot, name="point_boot_png"),
+    path("vms/<int:vm_pk>/", vm_views.vm_detail, name="vm_detail"),
+    path("vms/<int:vm_pk>/screen.png", vm_views.vm_screen, name="vm_screen"),
+    path("vms/<int:vm_pk>/stop/", vm_views.vm_stop, name="vm_stop"),
 ]
