@@ -92,7 +92,18 @@ def refresh_vm(vm: VirtualMachine) -> VirtualMachine:
         if record.get(field):
             setattr(vm, field, parse_datetime(record[field].replace("Z", "+00:00")))
     vm.save()
+    _settle_job(vm)
     return vm
+
+
+def _settle_job(vm: VirtualMachine) -> None:
+    """A VM that ended ends its Job too (failed with the agent's reason if qemu died): in
+    demo mode nothing follows a VM's job, and a follower may be asleep for minutes."""
+    if vm.is_active or vm.job is None or not vm.job.is_active:
+        return
+    from appliances import backups
+
+    backups.refresh_job(vm.job)
 
 
 def stop_vm(vm: VirtualMachine, *, actor: User | None, request=None, force: bool = False) -> None:
@@ -109,6 +120,7 @@ def stop_vm(vm: VirtualMachine, *, actor: User | None, request=None, force: bool
     if vm.state == VmState.STOPPED:
         vm.stopped_at = timezone.now()
     vm.save(update_fields=["state", "stopped_at"])
+    _settle_job(vm)
     audit.record(
         actor,
         "vm.poweroff" if force else "vm.shutdown",
