@@ -137,3 +137,26 @@ def test_customer_users_get_404_on_every_vm_page_and_action(world, client, role)
     assert VirtualMachine.objects.count() == 1 and not Job.objects.exists()
     assert not AuditEvent.objects.filter(action__startswith="vm.").exists()
     assert agent_vm.list_vms(store) == []
+
+
+def test_start_vm_boots_the_demo_server(
+    tmp_path, monkeypatch, tech, django_capture_on_commit_callbacks
+):
+    from django.core.management import call_command
+
+    use_tcg(monkeypatch)
+    call_command("demo", store_dir=str(tmp_path))
+    points = RecoveryPoint.objects.filter(server__appliance__serial="V1-0001", server__name="dc01")
+    newest = points.latest("taken_at")
+    assert newest.boot_verified is True and bytes(newest.boot_screenshot)[:4] == b"\x89PNG"
+    store = newest.server.appliance.local_store
+    vm = start(tech, newest, django_capture_on_commit_callbacks, net="isolated")
+    try:
+        tech.get(reverse("vm_detail", args=[vm.pk]))
+        vm.refresh_from_db()
+        assert vm.state == "running"
+        marker = "BDR demo server booted V1-0001-dc01-C"
+        wait_for(lambda: marker in agent_vm.serial_output(store, vm.agent_id))
+    finally:
+        for record in agent_vm.list_vms(store, active_only=True):
+            agent_vm.stop_vm(store, record["id"], force=True, wait=10)
