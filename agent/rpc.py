@@ -13,7 +13,10 @@ session goes on; nothing a caller sends can make the agent print a traceback.
 from __future__ import annotations
 
 import json
+import os
+import select
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -60,6 +63,7 @@ class Session:
         self.rfile = rfile
         self.wfile = wfile
         self.greeted = False
+        self.relay_ended = False  # set once vm.console has turned the session into a relay
         self.methods = {
             "hello": self.hello,
             "status": self.status,
@@ -78,9 +82,9 @@ class Session:
             "settings.get": self.settings_get,
             "settings.set": self.settings_set,
         }
+        self.methods.update(vm_methods(self))
         # files.*, restore.start, export.start, baremetal.key: agent/rpc_files.py
         self.methods.update(FileMethods(self.store, self.send, RpcError, _SENT).methods())
-        self.methods.update(vm_methods(self))
 
     # framing -------------------------------------------------------------------------------
     def send(self, message: dict, payload: bytes | None = None) -> None:
@@ -92,7 +96,7 @@ class Session:
         self.wfile.flush()
 
     def serve(self) -> int:
-        while True:
+        while not self.relay_ended:
             line = self.rfile.readline(MAX_LINE + 1)
             if not line:
                 return 0
@@ -110,6 +114,7 @@ class Session:
             if not line.strip():
                 continue
             self.handle_line(line)
+        return 0  # after vm.console's relay the session is over
 
     def handle_line(self, line: bytes) -> None:
         req_id = None
@@ -335,7 +340,26 @@ def vm_methods(session: Session) -> dict:
         return vm.stop_vm(store, vm_id, force=bool(force), wait=10 if force else 0)
 
     def vm_screenshot(req_id, vm_id: str):
-        session.send({"id": req_id, "ok": True, "result": {"type": "image/png"}}, vm.screenshot(store, vm_id))
+        png = vm.screenshot(store, vm_id)
+        session.send({"id": req_id, "ok": True, "result": {"type": "image/png"}}, png)
+        return _SENT
+
+    def vm_console(req_id, vm_id: str):
+        """Answer ok, then relay raw bytes between this session and the VM's VNC socket
+        until either side closes; the session ends with the relay. The appliance's SSH key
+        is ``restrict``ed (no port forwarding), so the console travels inside the rpc."""
+        record = vm.read_vm(store, vm_id)
+        if record["state"] not in ("running", "stopping"):
+            raise RpcError("not_running", f"VM {vm_id} is {record['state']}")
+        console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            console.connect(str(vm.sockets(vm.vm_dir(store, vm_id)) / "vnc.sock"))
+        except OSError as exc:
+            console.close()
+            raise RpcError("no_console", f"VM {vm_id} has no console: {exc}") from None
+        session.send({"id": req_id, "ok": True, "result": {"relay": "rfb"}})
+        session.relay_ended = True
+        _relay(session.rfile, session.wfile, console)
         return _SENT
 
     def bootcheck_start(
@@ -363,10 +387,35 @@ def vm_methods(session: Session) -> dict:
         "vm.status": vm_status,
         "vm.stop": vm_stop,
         "vm.screenshot": vm_screenshot,
+        "vm.console": vm_console,
         "bootcheck.start": bootcheck_start,
         "bootcheck.results": bootcheck_results,
         "bootcheck.screenshot": bootcheck_screenshot,
     }
+
+
+def _relay(rfile: BinaryIO, wfile: BinaryIO, console: socket.socket) -> None:
+    """Copy bytes both ways until one side closes. RFB's server speaks first, so the caller
+    has sent nothing after its request line and reading the raw fd skips no buffered bytes."""
+    fd = rfile.fileno()
+    try:
+        while True:
+            ready, _, _ = select.select([fd, console], [], [], 5.0)
+            if console in ready:
+                data = console.recv(65536)
+                if not data:
+                    return
+                wfile.write(data)
+                wfile.flush()
+            if fd in ready:
+                data = os.read(fd, 65536)
+                if not data:
+                    return
+                console.sendall(data)
+    except OSError:
+        return
+    finally:
+        console.close()
 
 
 def _point(store: Path, point_id: str):
