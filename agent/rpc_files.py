@@ -82,6 +82,8 @@ class FileMethods:
             "files.zip.read": self.zip_read,
             "restore.start": self.restore_start,
             "export.start": self.export_start,
+            "exports.read": self.exports_read,
+            "exports.delete": self.exports_delete,
             "baremetal.key": self.baremetal_key,
         }
 
@@ -237,17 +239,61 @@ class FileMethods:
         return jobs.start_job(self.store_root, "restore", params, ref=ref)
 
     @_translated
-    def export_start(self, req_id, point: str, dest: str, format: str = "raw", ref: str = ""):  # noqa: A002
+    def export_start(
+        self,
+        req_id,
+        point: str,
+        dest: str = "",
+        format: str = "raw",
+        ref: str = "",  # noqa: A002
+        download: bool = False,
+    ):
+        """Export into folder ``dest``, or (``download``) into the appliance's exports folder,
+        from where ``exports.read`` serves it to the portal."""
         from agent.export import FORMATS
 
         self.store().get_point(point)
         if format not in FORMATS:
             raise UsageError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
+        if download:
+            dest = str(self._exports_dir())
         if not str(dest).startswith("/"):
             raise UsageError("the export folder must be an absolute path")
         params = {"point": point, "server": _point_server(point), "dest": str(dest),
                   "format": format}  # fmt: skip
         return jobs.start_job(self.store_root, "export", params, ref=ref)
+
+    def _exports_dir(self) -> Path:
+        path = self.store_root / "appliance" / "exports"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _export_file(self, name: str) -> Path:
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            raise self.error("bad_params", f"not an export: {name!r}")
+        path = self._exports_dir() / name
+        if not path.is_file():
+            raise self.error("not_found", f"no export {name!r} on this appliance")
+        return path
+
+    def exports_read(self, req_id, name: str, offset: int = 0, length: int = DEFAULT_WINDOW):
+        """One window of an exported image in the exports folder (binary answer)."""
+        offset, length = int(offset), min(int(length), MAX_WINDOW)
+        if offset < 0 or length < 0:
+            raise self.error("bad_params", "offset and length must be >= 0")
+        path = self._export_file(name)
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+        result = {"size": size, "offset": offset, "length": len(data),
+                  "eof": offset + len(data) >= size}  # fmt: skip
+        self.send({"id": req_id, "ok": True, "result": result}, data)
+        return self.sent
+
+    def exports_delete(self, req_id, name: str) -> dict:
+        self._export_file(name).unlink()
+        return {"deleted": name}
 
     def baremetal_key(self, req_id) -> dict:
         """The appliance's public key for bare-metal targets (created on first use)."""

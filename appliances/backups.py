@@ -104,6 +104,8 @@ def finish(job: Job, state: str, error: str = "", record: dict | None = None) ->
             return locked  # another follower got here first
         locked.state = state
         locked.error = error[:2000]
+        if record and isinstance(record.get("result"), dict):
+            locked.params = {**locked.params, "result": record["result"]}
         locked.bytes_done, locked.bytes_total = job.bytes_done, job.bytes_total
         locked.finished_at = timezone.now()
         if record and record.get("finished_at"):

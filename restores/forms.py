@@ -29,13 +29,24 @@ class PutBackForm(forms.Form):
 
 class ExportForm(forms.Form):
     format = forms.ChoiceField(choices=FORMAT_CHOICES)
-    folder = forms.CharField(max_length=500, initial="/exports")
+    deliver = forms.ChoiceField(
+        choices=[("folder", "Into a folder on the appliance"), ("download", "As a download")],
+        initial="folder",
+        widget=forms.RadioSelect,
+    )
+    folder = forms.CharField(max_length=500, initial="/exports", required=False)
 
     def clean_folder(self):
         folder = self.cleaned_data["folder"].strip()
-        if not folder.startswith("/") or ".." in folder.split("/"):
+        if folder and (not folder.startswith("/") or ".." in folder.split("/")):
             raise forms.ValidationError("An absolute folder path without '..'.")
         return folder
+
+    def clean(self):
+        data = super().clean()
+        if data.get("deliver") == "folder" and not data.get("folder"):
+            self.add_error("folder", "Name the folder on the appliance.")
+        return data
 
 
 class BareMetalForm(forms.Form):

@@ -256,10 +256,15 @@ def put_back(user: User, point: RecoveryPoint, paths: list[str], dest: str,
     return _start_job(user, point, JobKind.RESTORE, params, "restore.put_back", request)
 
 
-def export_volume(user: User, point: RecoveryPoint, dest: str, fmt: str, *, request=None) -> Job:
-    """Start an export job writing the point as a ``fmt`` image into folder ``dest``."""
+def export_volume(user: User, point: RecoveryPoint, dest: str, fmt: str, *, request=None,
+                  download: bool = False) -> Job:  # fmt: skip
+    """Start an export job writing the point as a ``fmt`` image into folder ``dest`` on the
+    appliance, or (``download``) into the appliance's exports folder, to be downloaded."""
     if fmt not in FORMATS:
         raise ValidationError(f"Unknown format {fmt}.")
+    if download:
+        params = {"point": point.agent_id, "format": fmt, "download": True}
+        return _start_job(user, point, JobKind.EXPORT, params, "restore.export", request)
     try:
         dest = clean_path(dest)
     except PathRefused:
@@ -276,6 +281,30 @@ def bare_metal(user: User, point: RecoveryPoint, target: str, port: int, host_ke
     params = {"point": point.agent_id, "target": target, "port": port,
               "host_key": " ".join(host_key.split()[:2]), "dest": dest}  # fmt: skip
     return _start_job(user, point, JobKind.RESTORE, params, "restore.bare_metal", request)
+
+
+def export_download(user: User, job: Job, *, request=None) -> tuple[str, int, Iterator[bytes]]:
+    """(file name, size, bytes in pieces) of a finished export made "as a download"."""
+    result = job.params.get("result") or {}
+    if not (job.kind == JobKind.EXPORT and job.params.get("download")
+            and job.state == "succeeded" and result.get("dest")):  # fmt: skip
+        raise Http404("This export is not ready for download.")
+    name = posixpath.basename(result["dest"])
+    detail = {"job": job.pk, "file": name, "size": result.get("file_bytes")}
+    audit.record(user, "restore.export_download", job.server, request=request, detail=detail)
+    return name, int(result.get("file_bytes") or 0), _export_stream(job.appliance, name)
+
+
+def _export_stream(appliance, name: str) -> Iterator[bytes]:
+    with sync.open_agent(appliance, retries=()) as agent:
+        offset = 0
+        while True:
+            meta, data = agent.call_binary("exports.read", name=name, offset=offset, length=WINDOW)
+            if data:
+                yield data
+            offset += len(data)
+            if meta["eof"] or not data:
+                return
 
 
 def job_eta_seconds(job: Job) -> float | None:

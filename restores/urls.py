@@ -13,6 +13,7 @@ urlpatterns = [
     path("download/<str:token>/", views.download, name="restore_download"),
     path("jobs/<int:job_pk>/", views.job, name="restore_job"),
     path("jobs/<int:job_pk>/progress/", views.job_progress, name="restore_job_progress"),
+    path("jobs/<int:job_pk>/image/", views.export_download, name="restore_export_download"),
     path("audit/", views.restore_audit, name="restore_audit"),
     # Virtualization (restores/vm_views.py): technicians and MSP admins only
     path("vms/", vm_views.vm_list, name="vm_list"),

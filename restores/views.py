@@ -185,7 +185,8 @@ def volume(request, point_pk: int):
         if request.method == "POST" and export_form.is_bound and export_form.is_valid():
             d = export_form.cleaned_data
             job = services.export_volume(request.user, point, d["folder"], d["format"],
-                                         request=request)  # fmt: skip
+                                         request=request,
+                                         download=d["deliver"] == "download")  # fmt: skip
             return redirect("restore_job", job_pk=job.pk)
         if request.method == "POST" and bm_form.is_bound and bm_form.is_valid():
             d = bm_form.cleaned_data
@@ -202,6 +203,19 @@ def volume(request, point_pk: int):
 def job(request, job_pk: int):
     job = get_for_user(Job, request.user, pk=job_pk)
     return render(request, "restores/job.html", _job_context(request, job))
+
+
+@msp_required
+def export_download(request, job_pk: int):
+    """Stream a finished export image from the appliance to the technician."""
+    job = get_for_user(Job, request.user, pk=job_pk)
+    name, size, body = services.export_download(request.user, job, request=request)
+    response = StreamingHttpResponse(body, content_type="application/octet-stream")
+    response["Content-Disposition"] = content_disposition_header(True, name)
+    if size:
+        response["Content-Length"] = str(size)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @msp_required

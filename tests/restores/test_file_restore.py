@@ -239,13 +239,42 @@ def test_technician_exports_a_volume_as_a_job(
     point = world["points"][1]
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("restore_volume", args=[point.pk]),
-                               {"export": "1", "export-format": "vmdk",
+                               {"export": "1", "export-format": "vmdk", "export-deliver": "folder",
                                 "export-folder": str(tmp_path)})  # fmt: skip
     assert response.status_code == 302
     job = Job.objects.get()
     fragment = _wait_for(client, job)
     assert "100%" in fragment
     assert len(list(tmp_path.glob("*.vmdk"))) == 1
+
+
+def test_technician_exports_a_volume_as_a_download_that_converts_back_to_the_point(
+    client, world, tmp_path, django_capture_on_commit_callbacks
+):
+    import subprocess
+
+    client.force_login(world["users"]["tech"])
+    point = world["points"][1]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("restore_volume", args=[point.pk]),
+                               {"export": "1", "export-format": "qcow2",
+                                "export-deliver": "download"})  # fmt: skip
+    assert response.status_code == 302
+    job = Job.objects.get()
+    fragment = _wait_for(client, job)
+    url = reverse("restore_export_download", args=[job.pk])
+    assert url in fragment
+    image = tmp_path / "got.qcow2"
+    image.write_bytes(_streamed(client.get(url)))
+    raw = tmp_path / "got.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], check=True)
+    expected = tmp_path / "point.raw"
+    agent(world["store"], "restore", point.agent_id, str(expected))
+    assert raw.read_bytes() == expected.read_bytes()
+    assert AuditEvent.objects.filter(action="restore.export_download").exists()
+    # another customer's staff never gets it; a customer user neither
+    client.force_login(world["users"]["customer"])
+    assert client.get(url).status_code == 404
 
 
 def _wait_for(client, job, timeout: float = 60) -> str:
