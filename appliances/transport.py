@@ -14,6 +14,7 @@ import io
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paramiko
@@ -45,6 +46,10 @@ class Stream:
     rfile: io.BufferedIOBase
     wfile: io.BufferedIOBase
     close: callable
+    # Whatever has arrived, up to n bytes (b"" at the end), without waiting for all n as
+    # rfile.read(n) does: for relays (the VM console). Bytes already taken into rfile's
+    # buffer are not seen, so use it only while the other side has sent nothing unread.
+    read_some: Callable[[int], bytes] | None = None
 
 
 def generate_client_key() -> tuple[str, str]:
@@ -136,7 +141,12 @@ def open_ssh(appliance, command: str = "bdr-agent rpc") -> Stream:
         finally:
             client.close()
 
-    return Stream(rfile=channel.makefile("rb"), wfile=channel.makefile("wb"), close=close)
+    return Stream(
+        rfile=channel.makefile("rb"),
+        wfile=channel.makefile("wb"),
+        close=close,
+        read_some=channel.recv,
+    )
 
 
 def open_local(appliance) -> Stream:
@@ -162,7 +172,7 @@ def open_local(appliance) -> Stream:
             proc.kill()
             proc.wait()
 
-    return Stream(rfile=proc.stdout, wfile=proc.stdin, close=close)
+    return Stream(rfile=proc.stdout, wfile=proc.stdin, close=close, read_some=proc.stdout.read1)
 
 
 def open_stream(appliance) -> Stream:

@@ -182,6 +182,10 @@ BDR_RPC_RETRY_DELAYS = [float(x) for x in env.list("BDR_RPC_RETRY_DELAYS", defau
 # The forced command written into the appliance's authorized_keys line.
 BDR_AGENT_COMMAND = env.str("BDR_AGENT_COMMAND", default="bdr-agent --store /srv/bdr rpc")
 BDR_ALLOW_LOCAL_TRANSPORT = env.bool("BDR_ALLOW_LOCAL_TRANSPORT", default=not PRODUCTION)
+# The VM console: where the page's noVNC connects (manage.py console_proxy; a path such as
+# "/console/" means this host, ws or wss as the page), and how long its one-time token lives.
+BDR_CONSOLE_PROXY_URL = env.str("BDR_CONSOLE_PROXY_URL", default="ws://127.0.0.1:6080/")
+BDR_CONSOLE_TOKEN_SECONDS = env.int("BDR_CONSOLE_TOKEN_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE["poll-appliances"] = {
     "task": "appliances.tasks.poll_all_appliances",
     "schedule": env.float("BDR_POLL_SECONDS", default=300.0),

@@ -22,4 +22,5 @@ urlpatterns = [
     path("vms/<int:vm_pk>/", vm_views.vm_detail, name="vm_detail"),
     path("vms/<int:vm_pk>/screen.png", vm_views.vm_screen, name="vm_screen"),
     path("vms/<int:vm_pk>/stop/", vm_views.vm_stop, name="vm_stop"),
+    path("vms/<int:vm_pk>/console-token/", vm_views.vm_console_token, name="vm_console_token"),
 ]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from portal.access import msp_required
 from portal.tenancy import get_for_user
-from restores import virtualization
+from restores import console, virtualization
 from restores.models import RecoveryPoint, VirtualMachine, VmNetwork
 
 
@@ -57,6 +60,20 @@ def vm_screen(request, vm_pk: int):
     response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "no-store"
     return response
+
+
+@msp_required
+@require_POST
+def vm_console_token(request, vm_pk: int):
+    """Where noVNC connects for this VM's console, with a one-time token (POST: it is audited)."""
+    vm = get_for_user(VirtualMachine, request.user, pk=vm_pk)
+    try:
+        token = console.issue_token(vm, actor=request.user, request=request)
+    except ValidationError as exc:
+        return JsonResponse({"error": " ".join(exc.messages)}, status=409)
+    base = settings.BDR_CONSOLE_PROXY_URL
+    url = f"{base}{'&' if '?' in base else '?'}{urlencode({'token': token})}"
+    return JsonResponse({"url": url, "expires_in": console.token_seconds()})
 
 
 @msp_required

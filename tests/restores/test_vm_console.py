@@ -1,0 +1,181 @@
+"""The VM console's path: token view -> console_proxy (websocket) -> appliance rpc vm.console ->
+qemu's VNC socket, with a real VM (TCG) on the local transport, and every refused token."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from django.core import signing
+from django.urls import reverse
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from agent import vm as agent_vm
+from portal.models import AuditEvent, Role
+from restores import console
+from restores.models import RecoveryPoint
+from tests.factories import UserFactory, VirtualMachineFactory
+from tests.support.bootable import bootable_appliance, needs_qemu, use_tcg
+from tests.support.console_proxy import running_console_proxy
+
+# The proxy checks tokens in its own threads and connections: the data must be committed.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def proxy(settings):
+    with running_console_proxy() as url:
+        settings.BDR_CONSOLE_PROXY_URL = url
+        yield url
+
+
+@pytest.fixture
+def tech(client):
+    user = UserFactory(role=Role.TECHNICIAN)
+    client.force_login(user)
+    client.user = user
+    return client
+
+
+def console_url(client, vm) -> str:
+    response = client.post(reverse("vm_console_token", args=[vm.pk]))
+    assert response.status_code == 200, response.content
+    return json.loads(response.content)["url"]
+
+
+class Received:
+    """The bytes of a websocket's binary messages as one stream (RFB ignores message edges)."""
+
+    def __init__(self, ws):
+        self.ws, self.buffer = ws, b""
+
+    def read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            self.buffer += self.ws.recv(timeout=20)
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
+
+
+def refusal(url: str) -> str:
+    """The reason the proxy gave for closing, having sent nothing else."""
+    with connect(url, open_timeout=10) as ws, pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1008
+    return closed.value.rcvd.reason
+
+
+def token_for(user_pk: int, vm_pk: int, *, age: int = 0) -> str:
+    class Backdated(signing.TimestampSigner):
+        def timestamp(self):
+            return signing.b62_encode(int(time.time()) - age)
+
+    payload = {"user": user_pk, "vm": vm_pk, "nonce": f"test-{time.monotonic_ns()}"}
+    return Backdated(salt=console.SALT).sign_object(payload, compress=False)
+
+
+@needs_qemu
+def test_technician_gets_the_vms_rfb_handshake_through_the_proxy_once(
+    tmp_path, monkeypatch, proxy, tech
+):
+    use_tcg(monkeypatch)
+    appliance, server, store = bootable_appliance(tmp_path)
+    point = RecoveryPoint.objects.get(server=server)
+    record = agent_vm.start_vm(store, point.agent_id, net="none", memory_mib=64)
+    try:
+        vm = VirtualMachineFactory(
+            server=server, point=point, state="running", agent_id=record["id"]
+        )
+        url = console_url(tech, vm)
+        assert url.startswith(proxy + "?token=")
+        with connect(url, open_timeout=10) as ws:
+            received = Received(ws)
+            assert received.read(12) == b"RFB 003.008\n"  # qemu's VNC server, relayed
+            ws.send(b"RFB 003.008\n")
+            count = received.read(1)[0]
+            assert count >= 1 and 1 in received.read(count)  # security type None offered
+        assert refusal(url) == "console token already used"
+        events = AuditEvent.objects.filter(action="vm.console_open")
+        assert [(e.actor_id, e.detail) for e in events] == [(tech.user.pk, {"vm": vm.pk})]
+    finally:
+        agent_vm.stop_vm(store, record["id"], force=True, wait=10)
+
+
+@needs_qemu
+def test_the_console_travels_over_the_appliances_restricted_ssh_key(
+    tmp_path, monkeypatch, proxy, tech
+):
+    from tests.support.sshd import start_sshd
+
+    use_tcg(monkeypatch)
+    appliance, server, store = bootable_appliance(tmp_path)
+    sshd = start_sshd(tmp_path / "sshd", store)  # authorized_keys: restrict,command="... rpc"
+    point = RecoveryPoint.objects.get(server=server)
+    record = agent_vm.start_vm(store, point.agent_id, net="none", memory_mib=64)
+    try:
+        appliance.transport = "ssh"
+        appliance.ssh_host, appliance.ssh_port, appliance.ssh_user = sshd.host, sshd.port, sshd.user
+        appliance.host_key = sshd.host_key
+        appliance.client_private_key = sshd.client_private_key
+        appliance.client_public_key = sshd.client_public_key
+        appliance.save()
+        vm = VirtualMachineFactory(
+            server=server, point=point, state="running", agent_id=record["id"]
+        )
+        with connect(console_url(tech, vm), open_timeout=10) as ws:
+            received = Received(ws)
+            assert received.read(12) == b"RFB 003.008\n"
+            ws.send(b"RFB 003.008\n")
+            count = received.read(1)[0]
+            assert 1 in received.read(count)
+    finally:
+        agent_vm.stop_vm(store, record["id"], force=True, wait=10)
+        sshd.stop()
+
+
+def test_an_expired_token_is_refused(proxy):
+    vm = VirtualMachineFactory(state="running")
+    user = UserFactory(role=Role.TECHNICIAN)
+    url = f"{proxy}?token={token_for(user.pk, vm.pk, age=61)}"
+    assert refusal(url) == "console token expired; open the console again"
+
+
+def test_a_forged_or_missing_token_is_refused(proxy):
+    vm = VirtualMachineFactory(state="running")
+    user = UserFactory(role=Role.TECHNICIAN)
+    good = token_for(user.pk, vm.pk)
+    forged = signing.dumps({"user": user.pk, "vm": vm.pk, "nonce": "x"}, salt="another-salt")
+    assert refusal(f"{proxy}?token={forged}") == "invalid console token"
+    assert refusal(f"{proxy}?token={good[:-2]}xx") == "invalid console token"
+    assert refusal(proxy) == "invalid console token"
+
+
+def test_a_token_naming_a_customer_user_is_refused(proxy):
+    vm = VirtualMachineFactory(state="running")
+    customer_user = UserFactory(role=Role.CUSTOMER_ADMIN, customer=vm.server.appliance.customer)
+    url = f"{proxy}?token={token_for(customer_user.pk, vm.pk)}"
+    assert refusal(url) == "this user may not open VM consoles"
+
+
+def test_a_technician_deactivated_after_getting_the_token_is_refused(proxy, tech):
+    vm = VirtualMachineFactory(state="running")
+    url = console_url(tech, vm)
+    tech.user.is_active = False
+    tech.user.save(update_fields=["is_active"])
+    assert refusal(url) == "this user may not open VM consoles"
+
+
+@pytest.mark.parametrize("role", [Role.CUSTOMER_ADMIN, Role.CUSTOMER_USER])
+def test_customer_users_get_404_on_the_console_token_view(client, role):
+    vm = VirtualMachineFactory(state="running")
+    client.force_login(UserFactory(role=role, customer=vm.server.appliance.customer))
+    assert client.post(reverse("vm_console_token", args=[vm.pk])).status_code == 404
+    assert not AuditEvent.objects.filter(action="vm.console_open").exists()
+
+
+def test_no_token_for_a_vm_that_is_not_running(tech):
+    vm = VirtualMachineFactory(state="stopped")
+    response = tech.post(reverse("vm_console_token", args=[vm.pk]))
+    assert response.status_code == 409
+    assert json.loads(response.content) == {"error": "This VM is not running."}
