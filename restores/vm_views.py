@@ -48,7 +48,9 @@ def vm_detail(request, vm_pk: int):
         if request.headers.get("HX-Request")
         else "restores/vm_detail.html"
     )
-    return render(request, template, {"vm": vm})
+    # While the page's live console runs it asks for no screenshots (see vm_console.html).
+    context = {"vm": vm, "console_live": request.GET.get("console") == "live"}
+    return render(request, template, context)
 
 
 @msp_required
