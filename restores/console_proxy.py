@@ -22,6 +22,24 @@ from restores import console
 
 log = logging.getLogger(__name__)
 
+
+class _OneLineHandshakeFailures(logging.Filter):
+    """websockets logs each failed opening handshake (scanners, health checks, plain HTTP) as
+    an error with a traceback; one warning line says all there is to say."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "opening handshake failed" and record.exc_info:
+            record.msg, record.args = "opening handshake failed: %s", (record.exc_info[1],)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+# websockets' own messages (every connection opened at INFO) go here, warnings and up.
+ws_log = logging.getLogger(f"{__name__}.websockets")
+ws_log.setLevel(logging.WARNING)
+ws_log.addFilter(_OneLineHandshakeFailures())
+
 POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 
@@ -119,7 +137,9 @@ async def serve_consoles(
     """Serve consoles on ``host:port`` until ``stop`` is set (or forever); ``started`` gets
     the port actually bound (useful with port 0)."""
     # RFB has its own compression (tight, zrle); deflating it again costs CPU for nothing.
-    async with serve(handle, host, port, compression=None, max_size=1 << 20) as server:
+    async with serve(
+        handle, host, port, compression=None, max_size=1 << 20, logger=ws_log
+    ) as server:
         bound = server.sockets[0].getsockname()[1] if server.sockets else port
         if started is not None:
             started(bound)

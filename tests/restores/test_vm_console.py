@@ -141,7 +141,7 @@ def test_an_expired_token_is_refused(proxy):
     assert refusal(url) == "console token expired; open the console again"
 
 
-def test_a_forged_or_missing_token_is_refused(proxy):
+def test_a_forged_or_missing_token_is_refused_with_one_log_line_each(proxy, caplog):
     vm = VirtualMachineFactory(state="running")
     user = UserFactory(role=Role.TECHNICIAN)
     good = token_for(user.pk, vm.pk)
@@ -149,6 +149,11 @@ def test_a_forged_or_missing_token_is_refused(proxy):
     assert refusal(f"{proxy}?token={forged}") == "invalid console token"
     assert refusal(f"{proxy}?token={good[:-2]}xx") == "invalid console token"
     assert refusal(proxy) == "invalid console token"
+    lines = [r for r in caplog.records if r.name.startswith("restores.console_proxy")]
+    assert [r.getMessage() for r in lines] == [
+        "console refused for 127.0.0.1: invalid console token"
+    ] * 3
+    assert not any(r.exc_info for r in caplog.records)
 
 
 def test_a_token_naming_a_customer_user_is_refused(proxy):

@@ -5,7 +5,6 @@ Virtualization section); the VM page asks the portal for a one-time token and co
 """
 
 import asyncio
-import logging
 
 from django.core.management.base import BaseCommand
 
@@ -20,9 +19,6 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=6080)
 
     def handle(self, *args, host: str, port: int, **options):
-        # websockets logs every failed handshake (port scanners, health checks) with a traceback.
-        logging.getLogger("websockets").setLevel(logging.WARNING)
-
         def started(bound: int) -> None:
             self.stdout.write(f"console proxy listening on ws://{host}:{bound}/", ending="\n")
             self.stdout.flush()
