@@ -24,7 +24,10 @@ def test_technician_starts_a_vm_of_the_demo_server_sees_its_screen_and_stops_it(
     # The newest point comes first; it was boot-verified when the demo was made.
     first = page.locator("tbody tr").first
     assert "yes, in" in first.inner_text()
-    assert first.locator("img[alt='Screen of the boot check']").evaluate("i => i.naturalWidth") > 0
+    shot = first.locator("img[alt='Screen of the boot check']")
+    # The screenshot is fetched after the page: wait for it to load, then check it has pixels.
+    shot.evaluate("i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })")
+    assert shot.evaluate("i => i.naturalWidth") > 0
     first.locator("a:has-text('Start VM')").click()
     page.wait_for_selector("h1:has-text('Start a VM of')")
     page.click("button:has-text('Start VM')")
