@@ -103,8 +103,7 @@ def _files_volume(path: Path, seed: int = 0, changed: bool = False) -> Path:
         path.unlink(missing_ok=True)
         with open(path, "wb") as f:
             f.truncate(VOLUME_MIB << 20)
-        subprocess.run(["sfdisk", "-q", str(path)], input=b"start=2048, type=83\n", check=True,
-                       capture_output=True)  # fmt: skip
+        _write_mbr(path, start_sector=2048, sectors=(VOLUME_MIB << 11) - 2048)
         mke2fs = shutil.which("mke2fs") or "/usr/sbin/mke2fs"
         fs_args = ["-E", "offset=1048576", "-d", str(tree), str(path), f"{VOLUME_MIB - 1}M"]
         subprocess.run(
@@ -112,6 +111,18 @@ def _files_volume(path: Path, seed: int = 0, changed: bool = False) -> Path:
         )
     _make_bootable(path)
     return path
+
+
+def _write_mbr(path: Path, start_sector: int, sectors: int) -> None:
+    """An MBR with one Linux partition (what ``sfdisk`` would write, without needing it)."""
+    import struct
+
+    # status, CHS first (unused: LBA), type 0x83, CHS last (unused), first LBA, sector count
+    entry = struct.pack("<B3sB3sII", 0, b"\xfe\xff\xff", 0x83, b"\xfe\xff\xff", start_sector,
+                        sectors)  # fmt: skip
+    with open(path, "r+b") as f:
+        f.seek(446)
+        f.write(entry + bytes(48) + b"\x55\xaa")
 
 
 BOOT_MARKER = "BDR demo server booted"
