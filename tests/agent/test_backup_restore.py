@@ -109,3 +109,32 @@ def test_policy_can_be_set_and_read_back(cli):
     assert run.returncode == 0, run.stderr
     policy = json.loads(cli("policy", "srv1", "--json").stdout)["policy"]
     assert policy == {"intraday": 4, "daily": 3, "weekly": 4, "monthly": 12, "yearly": 0}
+
+
+def test_restore_refuses_up_front_when_the_destination_is_too_small(tmp_path):
+    """A restore that cannot fit fails before writing anything, with the sizes in one line."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
+        assert not os.environ.get("CI"), "CI runs as root with e2fsprogs"
+        return
+    from tests.support.agent_store import agent, agent_json, init_store, make_volume
+
+    store = init_store(tmp_path / "a")
+    point = agent_json(store, "backup", "s", str(make_volume(tmp_path / "v.img", size_mib=8)))["id"]
+    small = tmp_path / "small.img"
+    subprocess.run(["truncate", "-s", "4M", str(small)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(small)], check=True, capture_output=True)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(small), str(mnt)], check=True)
+    try:
+        result = agent(store, "restore", point, str(mnt / "out.img"), check=False)
+        assert result.returncode == 1
+        assert "not enough space" in result.stderr and "nothing was written" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert [p.name for p in mnt.iterdir() if p.name != "lost+found"] == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
