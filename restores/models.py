@@ -14,6 +14,8 @@ class Tier(models.TextChoices):
     WEEKLY = "weekly", "Weekly"
     MONTHLY = "monthly", "Monthly"
     YEARLY = "yearly", "Yearly"
+    # The agent always keeps the newest point; "latest" when no tier of the policy chose it.
+    LATEST = "latest", "Latest"
 
 
 class RecoveryPoint(models.Model):
