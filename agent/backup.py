@@ -7,7 +7,8 @@ main thread reads ahead with a bounded number of chunks in flight:
 2. keyed id (GMAC speed, see keys.chunk_id); a chunk of the previous point (and not
    recorded damaged) -> reuse, nothing else to do;
 3. already in the store -> touch it (gc's grace clock) and reuse;
-4. else compress, seal, verify the round trip, stage (temp file, writeback started).
+4. else compress, seal into the thread's aligned buffer, verify the round trip, stage
+   (temp file written with O_DIRECT where the filesystem allows, else writeback started).
 
 Then: fsync and publish the staged chunks, write the index, and under the commit interlock
 check every referenced chunk still exists (storing again, from the source, any that
@@ -73,8 +74,10 @@ class _Backup:
         chunks = self.store.chunks
         if chunk_id not in self.damaged and chunks.touch(chunk_id):
             return _ChunkResult(chunk_id, REUSED)
-        blob = self.store.codec.encode(data, chunk_id)
-        return _ChunkResult(chunk_id, NEW, len(blob), chunks.stage(chunk_id, blob))
+        codec = self.store.codec
+        out = codec.out_buffer(len(data))
+        n = codec.encode_into(data, chunk_id, out)
+        return _ChunkResult(chunk_id, NEW, n, chunks.stage(chunk_id, out, n))
 
     def publish(self, results: list[_ChunkResult]) -> None:
         """Make every staged chunk durable, then visible under its name."""
@@ -118,9 +121,19 @@ class _Backup:
             except BaseException:
                 for _, fut in inflight:
                     fut.cancel()
+                pool.shutdown(wait=True)
+                self.discard([*results, *_finished(fut for _, fut in inflight)])
                 raise
         progress.finish()
         return results  # type: ignore[return-value]
+
+    def discard(self, results) -> None:
+        """Remove the temp files of chunks staged by a backup that is giving up, so a
+        failed backup (a full disk above all) leaves its space free at once rather than
+        at the next gc."""
+        for r in results:
+            if r is not None and r.staged is not None:
+                r.staged.unlink(missing_ok=True)
 
     def heal_missing(self, index: PointIndex, results: list[_ChunkResult]) -> None:
         """Store again, from the source, any referenced chunk that vanished since we saw it."""
@@ -136,6 +149,10 @@ class _Backup:
                 )
             fsync_dir(chunks.put(r.chunk_id, self.store.codec.encode(data, r.chunk_id)))
             missing.discard(r.chunk_id)
+
+
+def _finished(futures) -> list[_ChunkResult]:
+    return [f.result() for f in futures if f.done() and not f.cancelled() and not f.exception()]
 
 
 def parse_time(text: str) -> datetime:
@@ -190,8 +207,12 @@ def backup_volume(
                 prev = None  # a damaged predecessor: back up from scratch
         job = _Backup(store, src, prev, workers)
         results = job.run(lock, progress)
-        lock.check()
-        job.publish(results)
+        try:
+            lock.check()
+            job.publish(results)
+        except BaseException:
+            job.discard(results)
+            raise
         index = PointIndex(
             server=server,
             volume=volume,

@@ -7,6 +7,7 @@ business of gc, which reads point indexes.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from agent.directio import ALIGN, open_direct, write_all
 from agent.memory import start_writeback
 
 TMP_PREFIX = ".tmp."
@@ -89,27 +91,44 @@ class ChunkStore:
         write_atomic(path, blob, sync_dir=False)
         return path.parent
 
-    def stage(self, chunk_id: bytes, blob: bytes) -> Path:
-        """Write a sealed chunk to a temp file beside its final name, writeback started.
+    def stage(self, chunk_id: bytes, buf: memoryview, n: int) -> Path:
+        """Write a sealed chunk (``buf[:n]``) to a temp file beside its final name.
 
         Not yet visible as a chunk: ``publish`` makes staged chunks durable, then
         renames them, so no process ever sees (and dedups against) a chunk file whose
         bytes a power cut could still lose.
+
+        ``buf`` is page-aligned with room to pad ``n`` up to 4096 (ChunkCodec.out_buffer):
+        the file is written with O_DIRECT, padded, then truncated to ``n``, so its pages
+        never pass through the page cache (see agent.directio for why that matters).
+        Where O_DIRECT is refused the bytes are written normally and writeback started.
         """
         path = self.path(chunk_id)
         tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}.{secrets.token_hex(4)}.{path.name}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        padded = -(-n // ALIGN) * ALIGN
+        fd = open_direct(tmp, flags) if padded <= len(buf) else None
         try:
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view) :]
+            if fd is not None:
+                try:
+                    write_all(fd, buf[:padded], 0)
+                    os.ftruncate(fd, n)
+                    return tmp
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    os.close(fd)
+                    fd = None  # refused after all: rewrite it buffered below
+            fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | (os.O_CREAT), 0o600)
+            write_all(fd, buf[:n], 0)
             start_writeback(fd)
+            return tmp
         except BaseException:
-            os.close(fd)
             tmp.unlink(missing_ok=True)
             raise
-        os.close(fd)
-        return tmp
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     @staticmethod
     def sync_staged(tmp: Path) -> None:

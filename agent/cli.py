@@ -8,6 +8,7 @@ and progress events are JSON lines on stderr.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -319,9 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", required=True, help="32-byte key file (created 0600 if absent)")
     p.add_argument("--chunk-size", type=_count, default=4 << 20, help="bytes (power of two)")
     p.add_argument("--gc-grace", type=_count, default=6 * 3600, help="seconds (default 6 h)")
-    p.add_argument(
-        "--compression-level", type=int, default=-3, help="zstd level (default -3: fast)"
-    )
+    p.add_argument("--compression-level", type=int, default=1, help="zstd level (default 1)")
 
     p = sub.add_parser("backup", parents=[common], help="back up a volume")
     p.add_argument("server")
@@ -412,7 +411,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
-        _fail(f"{exc.strerror or exc}{where}")
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            _fail(f"disk full{where}; nothing was committed and earlier points are intact")
+        else:
+            _fail(f"{exc.strerror or exc}{where}")
         return EXIT_FAILURE
 
 

@@ -57,7 +57,17 @@ def _tmp_is_stale(name: str, mtime: float, cutoff: float) -> bool:
 
 
 def collect_garbage(store: Store, grace: float | None = None) -> dict:
-    """Run gc once; returns counts of chunks kept/deleted and bytes freed."""
+    """Run gc once; returns counts of chunks kept/deleted and bytes freed.
+
+    On a full disk gc may spend the store's space reserve (see Store.with_reserve) and
+    makes a new one once it has freed room.
+    """
+    result = store.with_reserve(lambda: _collect(store, grace))
+    result["reserve"] = store.ensure_reserve()
+    return result
+
+
+def _collect(store: Store, grace: float | None) -> dict:
     grace = store.gc_grace if grace is None else grace
     with store.lock_maintenance("gc") as lock:
         stale_locks = break_stale_locks(store.locks_dir)

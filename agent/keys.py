@@ -84,6 +84,24 @@ class StorageKey:
         nonce = secrets.token_bytes(NONCE_BYTES)
         return SEAL_MAGIC + nonce + self._seal.encrypt(nonce, plaintext, aad)
 
+    @staticmethod
+    def new_nonce() -> bytes:
+        """A fresh random 96-bit nonce (never a counter: nothing to lose in a crash)."""
+        return secrets.token_bytes(NONCE_BYTES)
+
+    def seal_into(self, nonce: bytes, plaintext, aad: bytes, out: memoryview) -> None:
+        """AES-256-GCM ciphertext+tag of ``plaintext`` written into ``out`` (exactly
+        ``len(plaintext) + 16`` bytes), for callers that lay out their own header."""
+        self._seal.encrypt_into(nonce, plaintext, aad, out)
+
+    def open_into(self, nonce: bytes, sealed, aad: bytes, out: memoryview) -> None:
+        """Inverse of ``seal_into``; raises cryptography's InvalidTag on any mismatch."""
+        self._seal.decrypt_into(nonce, sealed, aad, out)
+
+    def open_raw(self, nonce: bytes, sealed, aad: bytes) -> bytes:
+        """Inverse of ``seal_into`` into a new bytes object; InvalidTag on mismatch."""
+        return self._seal.decrypt(nonce, sealed, aad)
+
     def open(self, blob: bytes, aad: bytes, what: str) -> bytes:
         """Authenticate and decrypt a sealed object; DamageFound names ``what`` on failure."""
         head = len(SEAL_MAGIC) + NONCE_BYTES

@@ -124,6 +124,10 @@ class StoreLock:
             except LockLost:
                 self.lost = True
                 return
+            except OSError:
+                # A full or failing disk: try again next beat. If it never works, the
+                # expiry passes and check() stops the commit (nothing half-done).
+                continue
 
     def refresh(self) -> None:
         # Past (or near) our expiry someone may already have broken the lock: never

@@ -34,7 +34,10 @@ def rollup_server(store: Store, server: str, now: datetime) -> dict:
 def rollup(store: Store, now: datetime | None = None, gc: bool = True) -> dict:
     """Roll up every server at ``now`` (default: now), then run gc."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    servers = [rollup_server(store, name, now) for name in store.servers()]
+    servers = [
+        store.with_reserve(lambda name=name: rollup_server(store, name, now))
+        for name in store.servers()
+    ]
     result: dict = {"now": now.isoformat(), "servers": servers}
     if gc:
         result["gc"] = collect_garbage(store)

@@ -12,11 +12,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import TypeVar
 
 from agent.catalog import Catalog, PointRecord, index_digest
 from agent.chunkstore import ChunkStore, write_atomic
@@ -31,6 +34,9 @@ STORE_FORMAT = 1
 DEFAULT_CHUNK_SIZE = 4 << 20
 DEFAULT_GC_GRACE = 6 * 3600
 SUBDIRS = ("chunks", "servers", "damaged", "quarantine", "locks")
+RESERVE_BYTES = 4 << 20
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+T = TypeVar("T")
 
 
 def init_store(
@@ -38,7 +44,7 @@ def init_store(
     key_file: str | os.PathLike,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     gc_grace: int = DEFAULT_GC_GRACE,
-    compression_level: int = -3,
+    compression_level: int = 1,
 ) -> Store:
     """Create a store at ``root`` keyed by ``key_file`` (made, 0600, if absent).
 
@@ -69,7 +75,9 @@ def init_store(
         "created": time.time(),
     }
     write_atomic(root / "config.json", json.dumps(config, indent=2).encode())
-    return Store.open(root)
+    store = Store.open(root)
+    store.ensure_reserve()
+    return store
 
 
 class Store:
@@ -135,6 +143,43 @@ class Store:
 
     def lock_server(self, server: str, purpose: str) -> StoreLock:
         return StoreLock(self.locks_dir, f"server-{check_name('server', server)}", purpose)
+
+    # -- the space reserve ------------------------------------------------------------
+    # A full disk must not stop the commands that free space: rollup and gc need a few
+    # KiB for their lock and the new catalog. The store keeps a 4 MiB reserve file;
+    # when one of them hits ENOSPC it gives the reserve back and tries once more, and gc
+    # makes a new reserve when there is room again. Backups never use it.
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.root / "reserve"
+
+    def ensure_reserve(self) -> bool:
+        """Make the reserve file if it is missing; False when there is no room for it."""
+        path = self.reserve_path
+        try:
+            if path.stat().st_size == RESERVE_BYTES:
+                return True
+        except FileNotFoundError:
+            pass
+        try:
+            write_atomic(path, bytes(RESERVE_BYTES))
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                return False
+            raise
+        return True
+
+    def with_reserve(self, fn: Callable[[], T]) -> T:
+        """``fn()``; if it runs out of space and the reserve exists, free the reserve and
+        run ``fn()`` again (``fn`` must be safe to repeat: rollup and gc are)."""
+        try:
+            return fn()
+        except OSError as exc:
+            if exc.errno not in DISK_FULL or not self.reserve_path.exists():
+                raise
+        self.reserve_path.unlink(missing_ok=True)
+        return fn()
 
     def lock_maintenance(self, purpose: str) -> StoreLock:
         return StoreLock(self.locks_dir, "gc", purpose)

@@ -98,7 +98,12 @@ def verify_points(
         if reason is None:
             continue
         if quarantine:
-            store.chunks.quarantine(chunk_id, reason)
+            try:
+                store.chunks.quarantine(chunk_id, reason)
+            except OSError as exc:
+                # A full or failing disk must not hide the damage: report it anyway. The
+                # next verify finds the chunk again and records it then.
+                reason = f"{reason}; not quarantined ({exc.strerror or exc})"
         where = users[chunk_id]
         report.damaged_chunks.append(
             {"chunk": chunk_id.hex(), "reason": reason, "points": sorted({p for p, _ in where})}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.backup import backup_volume
-from agent.codec import ChunkCodec
+from agent.codec import CHUNK_MAGIC, ChunkCodec, blob_nonce
 from agent.errors import DamageFound, UsageError, WrongKey
 from agent.keys import NONCE_BYTES, SEAL_MAGIC
 from agent.restore import restore_point
@@ -80,6 +80,8 @@ def test_nonces_are_unique_across_every_sealed_object(store, volume):
     for data in store_files(store.root).values():
         if data.startswith(SEAL_MAGIC):
             nonces.append(data[len(SEAL_MAGIC) : len(SEAL_MAGIC) + NONCE_BYTES])
+        elif data.startswith(CHUNK_MAGIC):
+            nonces.append(blob_nonce(data))
     assert len(nonces) > 40
     assert len(set(nonces)) == len(nonces)
 
@@ -137,21 +139,44 @@ class FlakyCodec(ChunkCodec):
     calls = 0
 
     def compress(self, data):
-        out = super().compress(data)
+        kind, out = super().compress(data)
         FlakyCodec.calls += 1
         if FlakyCodec.calls % 10 == 0:
-            return out[:-7] + b"garbage"
-        return out
+            return kind, bytes(out[:-7]) + b"garbage"
+        return kind, out
 
 
-def test_a_corrupting_compressor_never_commits_a_corrupt_chunk(store, volume, tmp_path):
-    store.codec = FlakyCodec(store.key)
+class FlakySealer(ChunkCodec):
+    """A sealer that, one call in ten, flips a ciphertext bit (caught by the tag) and,
+    another one in ten, seals other bytes than it was given under a valid tag (caught
+    only by comparing the opened plaintext)."""
+
+    calls = 0
+
+    def seal_into(self, kind, payload, chunk_id, out):
+        FlakySealer.calls += 1
+        if FlakySealer.calls % 10 == 5:
+            wrong = bytearray(payload)
+            wrong[len(wrong) // 2] ^= 0x40
+            return super().seal_into(kind, bytes(wrong), chunk_id, out)
+        n = super().seal_into(kind, payload, chunk_id, out)
+        if FlakySealer.calls % 10 == 0:
+            out[n - 40] ^= 0x01
+        return n
+
+
+@pytest.mark.parametrize("faulty", [FlakyCodec, FlakySealer])
+def test_a_corrupting_compressor_or_sealer_never_commits_a_corrupt_chunk(
+    faulty, store, volume, tmp_path
+):
+    store.codec = faulty(store.key)
+    faulty.calls = 0
     want = {}
     for n in range(4):
         mutate_volume(volume, seed=n, writes=6)
         record = backup_volume(store, "srv1", volume, taken_at=T0 + timedelta(minutes=15 * n))
         want[record.id] = digest(volume)
-    assert FlakyCodec.calls >= 30
+    assert faulty.calls >= 30
     assert verify_points(Store.open(store.root)).ok
     for point_id, expected in want.items():
         restore_point(store, point_id, tmp_path / "out.img")
