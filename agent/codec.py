@@ -144,6 +144,45 @@ class ChunkCodec:
 
     # -- decoding -------------------------------------------------------------------
 
+    def decode_into(self, blob: bytes, chunk_id: bytes, expected_len: int, out: memoryview):
+        """``decode`` straight into ``out[:expected_len]`` (restore's aligned write
+        buffer): raw chunks are decrypted there, zstd ones decompressed there, so the
+        plaintext is never copied. DamageFound on any mismatch (``out`` then holds
+        garbage and must not be used)."""
+        what = f"chunk {chunk_id.hex()}"
+        if blob[:4] != CHUNK_MAGIC or len(blob) < OVERHEAD:
+            out[:expected_len] = self.decode(blob, chunk_id, expected_len)  # BDR1
+            return
+        kind, nonce = blob[4:5], blob[5:_HEAD]
+        sealed = memoryview(blob)[_HEAD:]
+        target = out[:expected_len]
+        try:
+            if kind == RAW:
+                size = len(sealed) - TAG_BYTES
+                if size != expected_len:
+                    raise DamageFound(f"{what}: {size} bytes, expected {expected_len}")
+                self.key.open_into(nonce, sealed, chunk_aad(chunk_id) + kind, target)
+                return
+            body = self.key.open_raw(nonce, sealed, chunk_aad(chunk_id) + kind)
+        except InvalidTag:
+            raise DamageFound(f"{what}: authentication failed") from None
+        if kind != ZSTD:
+            raise DamageFound(f"{what}: unknown encoding")
+        try:
+            with self._dctx().stream_reader(body) as reader:
+                done = 0
+                while done < expected_len:
+                    n = reader.readinto(target[done:])
+                    if not n:
+                        break
+                    done += n
+                extra = reader.read(1)
+        except zstandard.ZstdError as exc:
+            raise DamageFound(f"{what}: cannot decompress ({exc})") from None
+        if done != expected_len or extra:
+            got = f"more than {expected_len}" if extra else str(done)
+            raise DamageFound(f"{what}: {got} bytes, expected {expected_len}")
+
     def decode(
         self, blob: bytes, chunk_id: bytes, expected_len: int | None = None, copy: bool = True
     ):

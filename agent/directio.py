@@ -14,14 +14,34 @@ through an ordinary buffered descriptor instead: slower, never wrong.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import mmap
 import os
 import threading
 
+from agent.memory import LIBC
+
 ALIGN = 4096
 ZERO_RUN = 64 << 10  # granularity of the zero-skipping in sparse writes
 _ZEROS = bytes(ZERO_RUN)
+_ZERO_BUF = ctypes.create_string_buffer(ZERO_RUN)
+_memcmp = getattr(LIBC, "memcmp", None)
+if _memcmp is not None:
+    _memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    _memcmp.restype = ctypes.c_int
+
+
+def _is_zero(data, a: int, b: int) -> bool:
+    """True when ``data[a:b]`` (at most 64 KiB) is all zeros, without copying bytes."""
+    if isinstance(data, bytes):
+        return data[a:b] == (_ZEROS if b - a == ZERO_RUN else bytes(b - a))
+    if _memcmp is not None and not data.readonly:
+        # memoryview comparison goes element by element (~1 ns/byte): libc's memcmp,
+        # called without the GIL, is ~50x faster.
+        where = ctypes.addressof(ctypes.c_char.from_buffer(data, a))
+        return _memcmp(where, _ZERO_BUF, b - a) == 0
+    return data[a:b].tobytes() == bytes(b - a)
 
 
 def open_direct(path: str | os.PathLike, flags: int) -> int | None:
@@ -56,15 +76,14 @@ class AlignedBuffers:
 
 
 def nonzero_runs(data, step: int = ZERO_RUN) -> list[tuple[int, int]]:
-    """[(start, end)] of the parts of ``data`` (bytes) that are not all zeros, found at
-    ``step`` granularity (runs start on a multiple of ``step``)."""
+    """[(start, end)] of the parts of ``data`` (bytes or a writable memoryview) that are
+    not all zeros, found at ``step`` (<= 64 KiB) granularity; runs start on a multiple
+    of ``step``."""
     runs: list[tuple[int, int]] = []
     n = len(data)
     start = None
     for a in range(0, n, step):
-        b = min(a + step, n)
-        zero = data[a:b] == (_ZEROS if b - a == step else bytes(b - a))
-        if zero:
+        if _is_zero(data, a, min(a + step, n)):
             if start is not None:
                 runs.append((start, a))
                 start = None
@@ -99,22 +118,32 @@ class FileWriter:
     def direct(self) -> bool:
         return self.direct_fd is not None
 
-    def write(self, data, offset: int, sparse: bool = True) -> None:
+    def buffer(self) -> memoryview | None:
+        """This thread's aligned buffer to build data in (then ``write(..., in_buffer=
+        True)`` writes it without a copy); None when the file is not written direct."""
+        return self.buffers.get() if self.buffers is not None else None
+
+    def write(self, data, offset: int, sparse: bool = True, in_buffer: bool = False) -> None:
+        """Write ``data`` at ``offset``. ``in_buffer``: ``data`` is a prefix of this
+        thread's ``buffer()``."""
         runs = nonzero_runs(data) if sparse else [(0, len(data))]
         view = memoryview(data)
         for a, b in runs:
-            self._write_run(view, a, b, offset)
+            self._write_run(view, a, b, offset, in_buffer)
 
-    def _write_run(self, view: memoryview, a: int, b: int, offset: int) -> None:
+    def _write_run(self, view: memoryview, a: int, b: int, offset: int, in_buffer: bool) -> None:
         if self.buffers is None or (offset + a) % ALIGN or b - a > self.buffers.size:
             write_all(self.fd, view[a:b], offset + a)
             return
         aligned = (b - a) // ALIGN * ALIGN
         if aligned:
-            buf = self.buffers.get()
-            buf[:aligned] = view[a : a + aligned]
+            if in_buffer and a % ALIGN == 0:
+                buf = view[a : a + aligned]
+            else:
+                buf = self.buffers.get()[:aligned]
+                buf[:] = view[a : a + aligned]
             try:
-                write_all(self.direct_fd, buf[:aligned], offset + a)
+                write_all(self.direct_fd, buf, offset + a)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise

@@ -23,24 +23,37 @@ from agent.progress import Progress
 from agent.store import Store
 
 
+def _chunk_blob(store: Store, index: PointIndex, i: int) -> tuple[bytes, str]:
+    chunk_id = index.ids[i]
+    where = f"{index.point_id}: chunk {chunk_id.hex()} at offset {i * index.chunk_size}"
+    try:
+        return store.chunks.get(chunk_id), where
+    except FileNotFoundError:
+        raise DamageFound(f"{where} is missing") from None
+    except OSError as exc:
+        raise DamageFound(f"{where} is unreadable: {exc.strerror}") from None
+
+
 def read_chunk(store: Store, index: PointIndex, i: int, copy: bool = True):
     """Plaintext of chunk ``i`` of ``index``; DamageFound names the chunk and offset.
 
     ``copy=False`` may return a memoryview instead of bytes (saves a copy).
     """
     n = index.chunk_len(i)
-    chunk_id = index.ids[i]
-    if chunk_id == ZERO_ID:
+    if index.ids[i] == ZERO_ID:
         return bytes(n)
-    where = f"{index.point_id}: chunk {chunk_id.hex()} at offset {i * index.chunk_size}"
+    blob, where = _chunk_blob(store, index, i)
     try:
-        blob = store.chunks.get(chunk_id)
-    except FileNotFoundError:
-        raise DamageFound(f"{where} is missing") from None
-    except OSError as exc:
-        raise DamageFound(f"{where} is unreadable: {exc.strerror}") from None
+        return store.codec.decode(blob, index.ids[i], n, copy=copy)
+    except DamageFound as exc:
+        raise DamageFound(f"{where} is damaged ({exc})") from None
+
+
+def read_chunk_into(store: Store, index: PointIndex, i: int, out: memoryview) -> None:
+    """``read_chunk`` into ``out[:chunk_len(i)]`` (a data chunk, not a hole)."""
+    blob, where = _chunk_blob(store, index, i)
     try:
-        return store.codec.decode(blob, chunk_id, n, copy=copy)
+        store.codec.decode_into(blob, index.ids[i], index.chunk_len(i), out)
     except DamageFound as exc:
         raise DamageFound(f"{where} is damaged ({exc})") from None
 
@@ -163,9 +176,15 @@ def restore_point(
     progress.start("restore", index.size)
 
     def write_chunk(i: int) -> None:
-        if index.ids[i] != ZERO_ID or is_device:
-            # A file keeps the zero runs inside a chunk as holes too; a device gets them.
-            writer.write(read_chunk(store, index, i), i * index.chunk_size, sparse=not is_device)
+        # A file keeps the zero runs inside a chunk as holes too; a device gets them.
+        off, sparse = i * index.chunk_size, not is_device
+        buf = writer.buffer()
+        if buf is not None and index.ids[i] != ZERO_ID:
+            n = index.chunk_len(i)
+            read_chunk_into(store, index, i, buf)
+            writer.write(buf[:n], off, sparse=sparse, in_buffer=True)
+        elif index.ids[i] != ZERO_ID or is_device:
+            writer.write(read_chunk(store, index, i), off, sparse=sparse)
         progress.advance(index.chunk_len(i))
 
     ok = False

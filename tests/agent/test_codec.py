@@ -52,3 +52,25 @@ def test_relabelled_moved_or_flipped_chunks_fail_authentication():
         codec.decode(bytes(blob), chunk_id, len(NOISE))
     with pytest.raises(DamageFound):
         codec.decode(b"BDR2\x00short", chunk_id, len(NOISE))
+
+
+@pytest.mark.parametrize("data", [TEXT, NOISE], ids=["compressible", "random"])
+def test_decode_into_fills_the_buffer_and_refuses_wrong_lengths(data):
+    codec = ChunkCodec(KEY)
+    chunk_id = KEY.chunk_id(data)
+    blob = codec.encode(data, chunk_id)
+    out = memoryview(bytearray(len(data) + 100))
+    codec.decode_into(blob, chunk_id, len(data), out)
+    assert out[: len(data)].tobytes() == data
+    with pytest.raises(DamageFound, match="expected"):
+        codec.decode_into(blob, chunk_id, len(data) - 1, out)
+    with pytest.raises(DamageFound, match="expected"):
+        codec.decode_into(blob, chunk_id, len(data) + 1, out)
+
+
+def test_decode_into_reads_bdr1_chunks_too():
+    chunk_id = KEY.chunk_id(TEXT)
+    blob = KEY.seal(ZSTD + zstandard.ZstdCompressor().compress(TEXT), chunk_aad(chunk_id))
+    out = memoryview(bytearray(len(TEXT)))
+    ChunkCodec(KEY).decode_into(blob, chunk_id, len(TEXT), out)
+    assert out.tobytes() == TEXT
