@@ -34,9 +34,7 @@ def write_atomic(path: Path, data: bytes, sync_dir: bool = True) -> None:
     tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}.{secrets.token_hex(4)}.{path.name}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, memoryview(data), 0)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -119,7 +117,7 @@ class ChunkStore:
                         raise
                     os.close(fd)
                     fd = None  # refused after all: rewrite it buffered below
-            fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | (os.O_CREAT), 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC, 0o600)
             write_all(fd, buf[:n], 0)
             start_writeback(fd)
             return tmp

@@ -14,13 +14,12 @@ and the blob is built straight into the thread's page-aligned write buffer)::
 
 from __future__ import annotations
 
-import mmap
 import threading
 
 import zstandard
 from cryptography.exceptions import InvalidTag
 
-from agent.directio import ALIGN
+from agent.directio import ALIGN, AlignedBuffers
 from agent.errors import DamageFound
 from agent.keys import NONCE_BYTES, SEAL_MAGIC, StorageKey
 
@@ -45,6 +44,15 @@ def blob_nonce(blob: bytes) -> bytes | None:
     return None
 
 
+def _parse_bdr2(blob, chunk_id: bytes) -> tuple[bytes, bytes, memoryview, bytes] | None:
+    """(kind, nonce, sealed payload, associated data) of a BDR2 blob; None for anything
+    else (a BDR1 chunk, or bytes too short to be either: the caller's open fails)."""
+    if len(blob) < OVERHEAD or bytes(blob[:4]) != CHUNK_MAGIC:
+        return None
+    kind = bytes(blob[4:5])
+    return kind, bytes(blob[5:_HEAD]), memoryview(blob)[_HEAD:], chunk_aad(chunk_id) + kind
+
+
 class ChunkCodec:
     """Compress+seal and open+decompress chunks; zstd contexts and buffers per thread.
 
@@ -59,6 +67,8 @@ class ChunkCodec:
         self.level = level
         self.verify_before_commit = verify_before_commit
         self._local = threading.local()
+        self._out = AlignedBuffers()  # the sealed blob, written from here with O_DIRECT
+        self._scratch = AlignedBuffers()  # the round trip's decrypted payload
 
     def _cctx(self) -> zstandard.ZstdCompressor:
         cctx = getattr(self._local, "cctx", None)
@@ -72,19 +82,10 @@ class ChunkCodec:
             dctx = self._local.dctx = zstandard.ZstdDecompressor()
         return dctx
 
-    def _buffer(self, name: str, size: int) -> memoryview:
-        """This thread's page-aligned buffer ``name``, at least ``size`` bytes (reused, so
-        its pages are faulted in once, not once per chunk)."""
-        view = getattr(self._local, name, None)
-        if view is None or len(view) < size:
-            view = memoryview(mmap.mmap(-1, -(-size // ALIGN) * ALIGN))
-            setattr(self._local, name, view)
-        return view
-
     def out_buffer(self, data_len: int) -> memoryview:
         """A page-aligned buffer for the blob of a ``data_len`` chunk, with room to pad
         the blob to a multiple of 4096 (what an O_DIRECT write needs)."""
-        return self._buffer("out", data_len + OVERHEAD + ALIGN)
+        return self._out.get(data_len + OVERHEAD + ALIGN)
 
     # -- encoding -------------------------------------------------------------------
 
@@ -123,14 +124,14 @@ class ChunkCodec:
         return bytes(out[: self.encode_into(data, chunk_id, out)])
 
     def _round_trip_ok(self, blob: memoryview, chunk_id: bytes, data) -> bool:
-        if len(blob) < OVERHEAD or blob[:4] != CHUNK_MAGIC:
+        parsed = _parse_bdr2(blob, chunk_id)
+        if parsed is None:
             return False
-        kind = bytes(blob[4:5])
-        size = len(blob) - OVERHEAD
-        plain = self._buffer("scratch", max(size, 1))[:size]
-        nonce, aad = bytes(blob[5:_HEAD]), chunk_aad(chunk_id) + kind
+        kind, nonce, sealed, aad = parsed
+        size = len(sealed) - TAG_BYTES
+        plain = self._scratch.get(size)[:size]
         try:
-            self.key.open_into(nonce, blob[_HEAD:], aad, plain)
+            self.key.open_into(nonce, sealed, aad, plain)
         except InvalidTag:
             return False
         if kind == RAW:
@@ -150,20 +151,20 @@ class ChunkCodec:
         plaintext is never copied. DamageFound on any mismatch (``out`` then holds
         garbage and must not be used)."""
         what = f"chunk {chunk_id.hex()}"
-        if blob[:4] != CHUNK_MAGIC or len(blob) < OVERHEAD:
+        parsed = _parse_bdr2(blob, chunk_id)
+        if parsed is None:
             out[:expected_len] = self.decode(blob, chunk_id, expected_len)  # BDR1
             return
-        kind, nonce = blob[4:5], blob[5:_HEAD]
-        sealed = memoryview(blob)[_HEAD:]
+        kind, nonce, sealed, aad = parsed
         target = out[:expected_len]
         try:
             if kind == RAW:
                 size = len(sealed) - TAG_BYTES
                 if size != expected_len:
                     raise DamageFound(f"{what}: {size} bytes, expected {expected_len}")
-                self.key.open_into(nonce, sealed, chunk_aad(chunk_id) + kind, target)
+                self.key.open_into(nonce, sealed, aad, target)
                 return
-            body = self.key.open_raw(nonce, sealed, chunk_aad(chunk_id) + kind)
+            body = self.key.open_raw(nonce, sealed, aad)
         except InvalidTag:
             raise DamageFound(f"{what}: authentication failed") from None
         if kind != ZSTD:
@@ -183,25 +184,19 @@ class ChunkCodec:
             got = f"more than {expected_len}" if extra else str(done)
             raise DamageFound(f"{what}: {got} bytes, expected {expected_len}")
 
-    def decode(
-        self, blob: bytes, chunk_id: bytes, expected_len: int | None = None, copy: bool = True
-    ):
-        """Authenticate, decrypt and decompress one chunk; DamageFound on any mismatch.
-
-        ``copy=False`` may return a memoryview (no copy of raw BDR1 chunks).
-        """
+    def decode(self, blob: bytes, chunk_id: bytes, expected_len: int | None = None) -> bytes:
+        """Authenticate, decrypt and decompress one chunk; DamageFound on any mismatch."""
         what = f"chunk {chunk_id.hex()}"
-        if blob[:4] == CHUNK_MAGIC and len(blob) >= OVERHEAD:
-            kind = blob[4:5]
+        parsed = _parse_bdr2(blob, chunk_id)
+        if parsed is not None:
+            kind, nonce, sealed, aad = parsed
             try:
-                body = self.key.open_raw(blob[5:_HEAD], blob[_HEAD:], chunk_aad(chunk_id) + kind)
+                body = self.key.open_raw(nonce, sealed, aad)
             except InvalidTag:
                 raise DamageFound(f"{what}: authentication failed") from None
         else:  # BDR1, or damage (key.open names it)
             plain = self.key.open(blob, chunk_aad(chunk_id), what)
-            kind, body = plain[:1], memoryview(plain)[1:]
-            if kind == RAW and copy:
-                body = bytes(body)
+            kind, body = plain[:1], plain[1:]
         if kind == RAW:
             data = body
         elif kind == ZSTD:

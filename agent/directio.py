@@ -7,9 +7,9 @@ no CPU (dd, 1 GiB, this machine). Restores and chunk files are written once and 
 back soon, so they gain nothing from the cache either.
 
 O_DIRECT wants the buffer, the file offset and the length aligned to the device's block
-size; we align all three to 4096. Where the filesystem refuses O_DIRECT (tmpfs, some
-FUSE mounts) or a piece is not aligned (the tail of an odd-sized file), the same bytes go
-through an ordinary buffered descriptor instead: slower, never wrong.
+size; we align all three to 4096. Where the filesystem refuses O_DIRECT (tmpfs before
+Linux 6.6, some FUSE mounts) or a piece is not aligned (the tail of an odd-sized file),
+the same bytes go through an ordinary buffered descriptor instead: slower, never wrong.
 """
 
 from __future__ import annotations
@@ -61,17 +61,19 @@ class AlignedBuffers:
     """One page-aligned anonymous buffer per thread, reused for every write.
 
     Reuse matters as much as alignment: a buffer that stays mapped costs its page
-    faults once, not once per chunk.
+    faults once, not once per chunk. ``get(n)`` grows this thread's buffer to at least
+    ``n`` bytes when it is smaller.
     """
 
-    def __init__(self, size: int):
+    def __init__(self, size: int = 0):
         self.size = -(-size // ALIGN) * ALIGN
         self._local = threading.local()
 
-    def get(self) -> memoryview:
+    def get(self, at_least: int = 0) -> memoryview:
         view = getattr(self._local, "view", None)
-        if view is None:
-            view = self._local.view = memoryview(mmap.mmap(-1, self.size))
+        if view is None or len(view) < at_least:
+            size = max(self.size, -(-at_least // ALIGN) * ALIGN, ALIGN)
+            view = self._local.view = memoryview(mmap.mmap(-1, size))
         return view
 
 

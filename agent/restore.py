@@ -34,17 +34,14 @@ def _chunk_blob(store: Store, index: PointIndex, i: int) -> tuple[bytes, str]:
         raise DamageFound(f"{where} is unreadable: {exc.strerror}") from None
 
 
-def read_chunk(store: Store, index: PointIndex, i: int, copy: bool = True):
-    """Plaintext of chunk ``i`` of ``index``; DamageFound names the chunk and offset.
-
-    ``copy=False`` may return a memoryview instead of bytes (saves a copy).
-    """
+def read_chunk(store: Store, index: PointIndex, i: int) -> bytes:
+    """Plaintext of chunk ``i`` of ``index``; DamageFound names the chunk and offset."""
     n = index.chunk_len(i)
     if index.ids[i] == ZERO_ID:
         return bytes(n)
     blob, where = _chunk_blob(store, index, i)
     try:
-        return store.codec.decode(blob, index.ids[i], n, copy=copy)
+        return store.codec.decode(blob, index.ids[i], n)
     except DamageFound as exc:
         raise DamageFound(f"{where} is damaged ({exc})") from None
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import time
 
 import pytest
@@ -13,6 +12,7 @@ from agent import appliance_config as config
 from agent import bootcheck, jobs, scheduler
 from agent.backup import backup_volume, parse_time
 from agent.bootsector import write_boot_disk
+from tests.support.bootable import needs_qemu
 
 UTC = dt.UTC
 
@@ -64,13 +64,6 @@ def test_bad_bootcheck_settings_are_refused(tmp_path):
     ):
         with pytest.raises(config.ConfigError):
             config.save_settings(store, bad)
-
-
-needs_qemu = pytest.mark.skipif(
-    (shutil.which("qemu-system-x86_64") is None or shutil.which("qemu-img") is None)
-    and not os.environ.get("CI"),  # on CI scripts/test.sh installs qemu: a miss must fail
-    reason="qemu-system-x86 and qemu-utils are needed",
-)
 
 
 @pytest.fixture
