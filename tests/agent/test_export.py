@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from appliances.client import AgentClient, AgentError
-from appliances.transport import Stream
-from tests.support.agent_store import agent, agent_json, make_volume
+from appliances.client import AgentError
+from tests.support.agent_store import agent, agent_json, make_volume, rpc_session
 from tests.support.sshd import start_sshd
 
 
@@ -28,16 +27,8 @@ def exported(tmp_path_factory):
 @pytest.fixture
 def rpc(exported):
     _, store, _, _ = exported
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "--store", str(store), "rpc"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    client = AgentClient(Stream(proc.stdout, proc.stdin, proc.stdin.close))
-    client.call("hello", version=1)
-    yield client
-    proc.stdin.close()
-    proc.wait(timeout=10)
+    with rpc_session(store) as client:
+        yield client
 
 
 def _wait(rpc, job_id: str, timeout: float = 120) -> dict:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import io
 import random
-import subprocess
-import sys
 import time
 import zipfile
 
 import pytest
 
-from appliances.client import AgentClient, AgentError
-from appliances.transport import Stream
+from appliances.client import AgentError
 from tests.agent.fs_images import make_disk
-from tests.support.agent_store import agent, agent_json
+from tests.support.agent_store import agent, agent_json, rpc_session
 
 BIG = random.Random(7).randbytes(9 * (1 << 20) + 5)
 FILES = {
@@ -37,16 +34,8 @@ def point_store(tmp_path_factory):
 @pytest.fixture
 def rpc(point_store):
     store, _ = point_store
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "--store", str(store), "rpc"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    client = AgentClient(Stream(proc.stdout, proc.stdin, proc.stdin.close))
-    client.call("hello", version=1)
-    yield client
-    proc.stdin.close()
-    proc.wait(timeout=10)
+    with rpc_session(store) as client:
+        yield client
 
 
 def test_partitions_ls_stat_and_find(rpc, point_store):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -63,3 +64,23 @@ def mutate(path: Path, seed: int) -> None:
         for _ in range(4):
             f.seek(rng.randrange(0, size - 4096))
             f.write(rng.randbytes(4096))
+
+
+@contextlib.contextmanager
+def rpc_session(store: Path):
+    """A real ``bdr-agent rpc`` process on ``store``, greeted, as the portal's AgentClient."""
+    from appliances.client import AgentClient
+    from appliances.transport import Stream
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "--store", str(store), "rpc"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    client = AgentClient(Stream(proc.stdout, proc.stdin, proc.stdin.close))
+    client.call("hello", version=1)
+    try:
+        yield client
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
