@@ -6,7 +6,9 @@
 Steps, each tool in turn on the same file: base backup; then 1% of the volume changed
 once (mkvol.py mutate); incremental backup; restore of the latest point, compared byte
 for byte with the volume. Prints seconds, stored bytes and peak RSS per tool per step,
-and bdr-agent's (and borg's) time as a ratio of restic's.
+and bdr-agent's (and borg's) time as a ratio of restic's; then each DESIGN.md target as
+met or MISSED, with the ratio of every round. Exits 1 when a target is missed (on the
+best times) or a restore is not byte-identical.
 
 Fairness: before each timed step: sync, then read the step's input once (the volume
 for backups, the tool's repository for restores), so every tool reads its input from a
@@ -180,6 +182,7 @@ def main() -> int:
         subprocess.run([*mkvol, "--seed", "1"], check=True)
     names = args.tools.split(",")
     best: dict[str, dict] = {name: {"identical": True} for name in names}
+    per_round: list[dict[str, float]] = []
     for n in range(args.rounds):
         print(f"-- round {n + 1} of {args.rounds}", flush=True)
         subprocess.run(["cp", "--sparse=always", str(original), str(volume)], check=True)
@@ -190,16 +193,22 @@ def main() -> int:
             shutil.rmtree(tool.repo, ignore_errors=True)
             shutil.rmtree(tool.out, ignore_errors=True)
             tool.init()
-        for name, result in one_round(tools, volume, args.change_percent).items():
+        round_results = one_round(tools, volume, args.change_percent)
+        if "bdr-agent" in round_results and "restic" in round_results:
+            per_round.append(target_ratios(round_results))
+        for name, result in round_results.items():
             for step, value in result.items():
                 if step == "identical":
                     best[name][step] = best[name][step] and value
                 elif step not in best[name] or value[0] < best[name][step][0]:
                     best[name][step] = value
     print_table(best, original.stat().st_size >> 20, args.rounds)
+    met = True
+    if "bdr-agent" in best and "restic" in best:
+        met = report_targets(best, per_round)
     if not args.keep:
         shutil.rmtree(work)
-    return 0 if all(r["identical"] for r in best.values()) else 1
+    return 0 if met and all(r["identical"] for r in best.values()) else 1
 
 
 def one_round(tools: list[Tool], volume: Path, change_percent: float) -> dict[str, dict]:
@@ -255,15 +264,25 @@ def print_table(results: dict, size_mib: int, rounds: int) -> None:
             else:
                 cells.append(f"{s:6.2f}s{ratio:6} {stored / 1e6:6.0f}MB {rss / 1e6:4.0f}M")
         print(f"{name:10} | " + " | ".join(cells) + f" | {r['identical']}")
-    if restic and "bdr-agent" in results:
-        print(
-            "\ntargets (bdr-agent / restic): "
-            + ", ".join(
-                f"{k} <= {v}x: {results['bdr-agent'][k][0] / restic[k][0]:.2f}x"
-                for k, v in TARGETS.items()
-            )
-            + f"; peak RSS {max(results['bdr-agent'][k][2] for k in TARGETS) / 1e6:.0f} MB (< 256)"
-        )
+
+
+def target_ratios(results: dict) -> dict[str, float]:
+    """bdr-agent's time over restic's for each step with a target."""
+    return {k: results["bdr-agent"][k][0] / results["restic"][k][0] for k in TARGETS}
+
+
+def report_targets(best: dict, per_round: list[dict[str, float]]) -> bool:
+    """Print each target as met or MISSED (best times, and round by round); True if all
+    best-time ratios and the peak RSS are within their targets."""
+    ratios = target_ratios(best)
+    rss = max(best["bdr-agent"][k][2] for k in TARGETS)
+    print("\ntargets (bdr-agent / restic, best times):")
+    for step, limit in TARGETS.items():
+        rounds = " ".join(f"{r[step]:.2f}" for r in per_round)
+        verdict = "met" if ratios[step] <= limit else "MISSED"
+        print(f"  {step:12} <= {limit}x: {ratios[step]:.2f}x {verdict:6}  by round: {rounds}")
+    print(f"  peak RSS     < 256 MB: {rss / 1e6:.0f} MB {'met' if rss < 256e6 else 'MISSED'}")
+    return all(ratios[k] <= v for k, v in TARGETS.items()) and rss < 256e6
 
 
 if __name__ == "__main__":
