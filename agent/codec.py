@@ -62,7 +62,7 @@ class ChunkCodec:
     commit a corrupt chunk (RELIABILITY #6).
     """
 
-    def __init__(self, key: StorageKey, level: int = -3, verify_before_commit: bool = True):
+    def __init__(self, key: StorageKey, level: int = 1, verify_before_commit: bool = True):
         self.key = key
         self.level = level
         self.verify_before_commit = verify_before_commit

@@ -89,7 +89,7 @@ class Store:
         self.key = key
         self.chunk_size: int = config["chunk_size"]
         self.chunks = ChunkStore(root)
-        self.codec = ChunkCodec(key, level=config.get("compression_level", -3))
+        self.codec = ChunkCodec(key, level=config.get("compression_level", 1))
         self.locks_dir = root / "locks"
 
     @classmethod
