@@ -8,7 +8,7 @@ log() { printf '\033[1m[test] %s\033[0m\n' "$*" >&2; }
 # Debian packages the tests drive for real. Installed only when missing, and only as root.
 DEB_PACKAGES=(postgresql postgresql-client redis-server openssh-server openssh-client
               qemu-utils qemu-system-x86 e2fsprogs dosfstools mtools ntfs-3g
-              restic borgbackup time chromium fdisk gdisk exfatprogs exfat-fuse)
+              restic borgbackup time chromium fdisk gdisk exfatprogs exfat-fuse faketime)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${DEB_PACKAGES[@]}"; do
@@ -76,6 +76,18 @@ mkdir -p /run/sshd 2>/dev/null || true
 log "ruff check and format"
 ruff check .
 ruff format --check .
+
+# TEST_CLOCK=HH:MM runs the suite as if the wall clock read HH:MM UTC today (libfaketime with a
+# fixed offset, so the portal, the agent, sshd and qemu agree on the time and it keeps ticking):
+# `TEST_CLOCK=00:30 scripts/test.sh` proves nothing depends on the hour it runs at.
+if [ -n "${TEST_CLOCK:-}" ]; then
+  libfaketime=$(dpkg -L libfaketime 2>/dev/null | grep '/libfaketime.so.1$' | head -n1)
+  [ -n "$libfaketime" ] || { echo "TEST_CLOCK needs the faketime package" >&2; exit 1; }
+  offset=$(( $(date -u -d "today ${TEST_CLOCK}" +%s) - $(date -u +%s) ))
+  export LD_PRELOAD=$libfaketime FAKETIME="$( [ $offset -ge 0 ] && echo +)${offset}s"
+  export FAKETIME_DONT_FAKE_MONOTONIC=1
+  log "wall clock set to $(date -u '+%F %H:%M') UTC"
+fi
 
 log "pytest on ${DATABASE_URL%%@*}@… "
 set +e

@@ -1,6 +1,11 @@
+import datetime as dt
+
+import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from appliances.models import Appliance
+from portal.management.commands.demo import demo_clock
 from portal.models import Role, User
 
 
@@ -15,12 +20,46 @@ def test_demo_data_is_complete_and_idempotent(db, capsys, tmp_path):
     assert User.objects.get(username="acme-user").check_password("demo-pass-2026")
 
 
-def test_demo_appliances_hold_real_backups_with_a_daily_point(db, tmp_path):
+# Just after midnight, before the demo's morning, and just before midnight: the demo's points
+# must look the same whatever the hour it is made at.
+@pytest.mark.parametrize(
+    ("now", "today"),
+    [
+        ("2026-03-10T00:30:00Z", "2026-03-09"),
+        ("2026-03-10T23:59:00Z", "2026-03-10"),
+    ],
+)
+def test_demo_appliances_hold_real_backups_with_a_daily_point(db, tmp_path, now, today):
     from restores.models import RecoveryPoint
 
-    call_command("demo", store_dir=str(tmp_path))
+    call_command("demo", store_dir=str(tmp_path), now=now)
     acme = Appliance.objects.get(serial="V1-0001")
     assert acme.state == "online" and acme.transport == "local"
-    tiers = set(RecoveryPoint.objects.filter(server__appliance=acme).values_list("tier", flat=True))
-    assert tiers == {"daily", "intraday"}
+    points = RecoveryPoint.objects.filter(server__appliance=acme, server__name="dc01")
+    day = dt.date.fromisoformat(today)
+    assert sorted((p.taken_at, p.tier) for p in points) == [
+        (dt.datetime.combine(day - dt.timedelta(days=1), dt.time(17, 30), dt.UTC), "daily"),
+        (dt.datetime.combine(day, dt.time(8, 0), dt.UTC), "intraday"),
+        (dt.datetime.combine(day, dt.time(9, 0), dt.UTC), "intraday"),
+    ]
     assert Appliance.objects.get(serial="V2-0002").state == "new"
+
+
+@pytest.mark.parametrize(
+    ("now", "clock"),
+    [
+        ("2026-01-01T00:00:00+00:00", "2025-12-31T09:15:00+00:00"),
+        ("2026-03-10T09:14:59+00:00", "2026-03-09T09:15:00+00:00"),
+        ("2026-03-10T09:15:00+00:00", "2026-03-10T09:15:00+00:00"),
+        ("2026-03-10T23:59:59+00:00", "2026-03-10T09:15:00+00:00"),
+        ("2026-03-10T01:00:00+02:00", "2026-03-09T09:15:00+00:00"),  # 23:00 UTC the day before
+    ],
+)
+def test_demo_clock_is_the_last_morning_at_or_before_now(now, clock):
+    assert demo_clock(dt.datetime.fromisoformat(now)) == dt.datetime.fromisoformat(clock)
+
+
+def test_demo_refuses_a_bad_now(db, tmp_path):
+    with pytest.raises(CommandError, match="not an ISO 8601 time"):
+        call_command("demo", "--store-dir", str(tmp_path), "--now", "yesterday")
+    assert not Appliance.objects.exists()

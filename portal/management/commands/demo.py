@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from appliances import services as appliance_services
 from appliances import sync
@@ -36,6 +38,20 @@ APPLIANCES = [
     ("Globex Accounting", "Head office", "V2-0001", "globex-nas", "V2", ["dc01", "sql01"], True),
     ("Globex Accounting", "Warehouse", "V2-0002", "globex-lab", "V2", [], False),
 ]
+
+
+# The demo describes the morning of its "today": yesterday's last backup at 17:30 (kept as the
+# daily point) and today's at 08:00 and 09:00. Before 09:15 UTC "today" is the day before, so
+# every point is in the past and the demo looks the same at any hour of the day.
+DEMO_CLOCK = dt.time(9, 15)
+DEMO_POINTS = ((-1, dt.time(17, 30)), (0, dt.time(8, 0)), (0, dt.time(9, 0)))
+
+
+def demo_clock(now: dt.datetime) -> dt.datetime:
+    """The moment the demo's data is made at: the last 09:15 UTC at or before ``now``."""
+    now = now.astimezone(dt.UTC)
+    anchor = dt.datetime.combine(now.date(), DEMO_CLOCK, tzinfo=dt.UTC)
+    return anchor if anchor <= now else anchor - dt.timedelta(days=1)
 
 
 def _agent(store: Path, *args: str) -> None:
@@ -139,13 +155,29 @@ def _make_bootable(path: Path) -> None:
         f.write(code)
 
 
+def _parse_now(value: str | dt.datetime) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        parsed = value
+    else:
+        parsed = parse_datetime(value.replace("Z", "+00:00"))
+        if parsed is None:
+            raise CommandError(f"--now: not an ISO 8601 time: {value!r}")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
 class Command(BaseCommand):
     help = "Create demo customers, local demo appliances with real backups, and one user per role."
 
     def add_arguments(self, parser):
         parser.add_argument("--store-dir", default=str(settings.BASE_DIR / "demo-store"))
+        parser.add_argument(
+            "--now",
+            default=None,
+            help="the moment to make the demo at (ISO 8601, UTC if no zone; default: now)",
+        )
 
-    def handle(self, *args, store_dir, **options):
+    def handle(self, *args, store_dir, now=None, **options):
+        self.clock = demo_clock(_parse_now(now) if now else timezone.now())
         root = Path(store_dir)
         (root / "volumes").mkdir(parents=True, exist_ok=True)
         customers = {}
@@ -229,14 +261,14 @@ class Command(BaseCommand):
         for server in appliance.servers.all():
             sync.push_server_config(server)
             image = server.volumes.get().source
-            for hours_ago in (26, 2, 1):
-                if hours_ago == 2:  # a day of work between yesterday's point and today's
+            for n, (days, time_of_day) in enumerate(DEMO_POINTS):
+                if n == 1:  # a day of work between yesterday's point and today's
                     _files_volume(Path(image), changed=True)
-                at = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours_ago)).isoformat(
-                    timespec="seconds"
-                )
+                day = self.clock.date() + dt.timedelta(days=days)
+                at = dt.datetime.combine(day, time_of_day, tzinfo=dt.UTC).isoformat()
                 _agent(store, "backup", server.name, image, "--volume", "C", "--at", at)
-        _agent(store, "rollup")  # yesterday's point becomes a daily one
+        # yesterday's point becomes a daily one
+        _agent(store, "rollup", "--now", self.clock.isoformat())
         _boot_check_newest(store, appliance)
         sync.poll_appliance(appliance)
 
