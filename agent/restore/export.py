@@ -1,8 +1,10 @@
 """Whole-point restores: export as a disk image file, and bare-metal restore over SSH.
 
-Export serves the point read-only over NBD (agent/nbd.py) inside this process and lets
+Export serves the point read-only over NBD (``agent.restore.nbd``) inside this process and lets
 ``qemu-img convert`` read it from there, so the image is written once, in its final format,
 and nothing is materialised twice. The file is built beside DEST and renamed when complete.
+A raw image is exactly the volume's bytes; qcow2, vmdk and vhdx count whole 512-byte
+sectors, so a volume of another size is rounded up and the tail reads as zeros.
 
 Bare-metal restore streams the point's bytes over OpenSSH to ``python -m agent.receiver`` on
 the target (its forced command), hashing what it sends; the receiver hashes what it wrote
@@ -47,18 +49,21 @@ def export_point(
         raise UsageError(f"{dest} exists; export never overwrites")
     partial = dest.with_name(f"{_partial_prefix(dest)}{secrets.token_hex(4)}")
     with tempfile.TemporaryDirectory(prefix="bdr-export-") as tmp:
-        server = NbdServer(store, point_id, Path(tmp) / "nbd.sock")
+        # Each read qemu-img makes beats the job's heartbeat: a hung qemu-img stops it.
+        server = NbdServer(store, point_id, Path(tmp) / "nbd.sock", on_read=progress.beat)
         server.start()
         progress.start("export", server.size)
         try:
             _convert(nbd_uri(server.socket_path), partial, fmt, server.size, progress)
+            if fmt == "raw":  # exactly the volume; the other formats keep whole sectors
+                os.truncate(partial, server.volume_size)
             os.replace(partial, dest)
         finally:
             server.shutdown()
             partial.unlink(missing_ok=True)
     progress.finish()
-    return {"point": point_id, "dest": str(dest), "format": fmt, "size": server.size,
-            "file_bytes": dest.stat().st_size}  # fmt: skip
+    return {"point": point_id, "dest": str(dest), "format": fmt, "size": server.volume_size,
+            "virtual_size": server.size, "file_bytes": dest.stat().st_size}  # fmt: skip
 
 
 def export_path(dest: str | os.PathLike, point_id: str, fmt: str) -> Path:

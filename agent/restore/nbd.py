@@ -42,6 +42,7 @@ TRANSMISSION_FLAGS = 1 | 2 | 4 | (1 << 8)
 CMD_READ, CMD_WRITE, CMD_DISC, CMD_FLUSH = 0, 1, 2, 3
 EPERM, EIO, EINVAL, ENOTSUP = 1, 5, 22, 95
 MAX_REQUEST = 32 << 20
+SECTOR = 512
 
 
 class _Disconnect(Exception):
@@ -65,9 +66,19 @@ class NbdServer:
     every client. ``start()`` runs it in a daemon thread instead.
     """
 
-    def __init__(self, store: Store, point_id: str, socket_path: str | os.PathLike):
+    def __init__(
+        self,
+        store: Store,
+        point_id: str,
+        socket_path: str | os.PathLike,
+        on_read: Callable[[], None] | None = None,
+    ):
         self.reader = PointReader(store, point_id, cache_chunks=16)
-        self.size = self.reader.size
+        # qemu counts in 512-byte sectors: a volume of another size is served rounded up,
+        # the tail padded with zeros (``volume_size`` is the point's own size).
+        self.volume_size = self.reader.size
+        self.size = -(-self.volume_size // SECTOR) * SECTOR
+        self.on_read = on_read  # called by the thread serving each read (a heartbeat)
         self.socket_path = Path(socket_path)
         self.clients_total = 0
         self._clients: set[socket.socket] = set()
@@ -227,11 +238,13 @@ class NbdServer:
             self._reply(conn, handle, EINVAL)
             return
         try:
-            data = self.reader.read(offset, length)
+            data = self.reader.read(offset, max(0, min(length, self.volume_size - offset)))
         except AgentError:  # a damaged chunk: this read fails, the export goes on
             self._reply(conn, handle, EIO)
             return
-        self._reply(conn, handle, 0, data)
+        if self.on_read is not None:
+            self.on_read()
+        self._reply(conn, handle, 0, data + bytes(length - len(data)))
 
     @staticmethod
     def _reply(conn: socket.socket, handle: int, error: int, data: bytes = b"") -> None:

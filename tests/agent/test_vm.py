@@ -196,3 +196,12 @@ def test_bootcheck_fails_with_exit_3_when_the_marker_never_comes(store, points, 
     assert out.returncode == 3
     result = json.loads(out.stdout)
     assert not result["ok"] and "'NEVER' not seen" in result["reason"]
+
+
+def test_a_point_of_a_volume_not_a_multiple_of_512_bytes_boots(store, tmp_path, started):
+    disk = tmp_path / "odd.img"
+    write_boot_disk(disk, "MARKER-ODD", 1623)  # the NBD export pads it to 2048 bytes
+    point = backup_volume(store, "odd", str(disk))
+    record = started(point.id, net="none")
+    assert record["state"] == "running", record
+    wait_for(lambda: "WROTE MARKER-ODD" in vm.serial_output(store.root, record["id"]))
