@@ -54,7 +54,7 @@ def export_point(
         server.start()
         progress.start("export", server.size)
         try:
-            _convert(nbd_uri(server.socket_path), partial, fmt, server.size, progress)
+            convert_image(nbd_uri(server.socket_path), partial, fmt, server.size, progress)
             if fmt == "raw":  # exactly the volume; the other formats keep whole sectors
                 os.truncate(partial, server.volume_size)
             os.replace(partial, dest)
@@ -88,7 +88,9 @@ def remove_partial_export(dest: str | os.PathLike, point_id: str, fmt: str) -> l
     return removed
 
 
-def _convert(uri: str, target: Path, fmt: str, size: int, progress: Progress) -> None:
+def convert_image(uri: str, target: Path, fmt: str, size: int, progress: Progress) -> None:
+    """``qemu-img convert`` of ``uri`` (raw) to ``target`` in ``fmt``, its progress fed to
+    ``progress`` (bytes of ``size``); AgentError with qemu-img's last line if it fails."""
     cmd = ["qemu-img", "convert", "-p", "-f", "raw", "-O", fmt, uri, str(target)]
     if fmt == "vhdx":
         cmd[-2:-2] = ["-o", "subformat=dynamic"]

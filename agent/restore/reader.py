@@ -138,6 +138,42 @@ def _check_room(directory: Path, index: PointIndex) -> None:
         )
 
 
+def _open_target(dest: Path, index: PointIndex) -> tuple[bool, Path, FileWriter]:
+    """(is a device, the file written, its writer): a device in place, else a partial file."""
+    is_device = dest.exists() and stat.S_ISBLK(dest.stat().st_mode)
+    if dest.is_dir():
+        raise UsageError(f"destination is a directory: {dest}")
+    if not dest.parent.is_dir():
+        raise UsageError(f"destination directory does not exist: {dest.parent}")
+    if is_device:
+        return True, dest, FileWriter(dest, os.O_WRONLY, index.chunk_size)
+    _check_room(dest.parent, index)
+    target = dest.with_name(f".{dest.name}.bdr-partial.{secrets.token_hex(4)}")
+    writer = FileWriter(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, index.chunk_size)
+    os.ftruncate(writer.fd, index.size)
+    return False, target, writer
+
+
+def _write_chunks(index: PointIndex, write_chunk, workers: int, progress, skip_zero: bool):
+    """Run ``write_chunk(i)`` for every chunk on a bounded pool (holes skipped if asked)."""
+    inflight: deque[Future] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="bdr-restore") as pool:
+        try:
+            for i in range(index.chunk_count):
+                if index.ids[i] == ZERO_ID and skip_zero:
+                    progress.advance(index.chunk_len(i))
+                    continue
+                while len(inflight) >= workers * 2:
+                    inflight.popleft().result()
+                inflight.append(pool.submit(write_chunk, i))
+            while inflight:
+                inflight.popleft().result()
+        except BaseException:
+            for fut in inflight:
+                fut.cancel()
+            raise
+
+
 def restore_point(
     store: Store,
     point_id: str,
@@ -157,19 +193,7 @@ def restore_point(
     record = store.get_point(point_id)
     index = store.load_index(record)
     dest = Path(dest)
-    is_device = dest.exists() and stat.S_ISBLK(dest.stat().st_mode)
-    if dest.is_dir():
-        raise UsageError(f"destination is a directory: {dest}")
-    if not dest.parent.is_dir():
-        raise UsageError(f"destination directory does not exist: {dest.parent}")
-    if is_device:
-        target = dest
-        writer = FileWriter(target, os.O_WRONLY, index.chunk_size)
-    else:
-        _check_room(dest.parent, index)
-        target = dest.with_name(f".{dest.name}.bdr-partial.{secrets.token_hex(4)}")
-        writer = FileWriter(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, index.chunk_size)
-        os.ftruncate(writer.fd, index.size)
+    is_device, target, writer = _open_target(dest, index)
     progress.start("restore", index.size)
 
     def write_chunk(i: int) -> None:
@@ -186,22 +210,7 @@ def restore_point(
 
     ok = False
     try:
-        inflight: deque[Future] = deque()
-        with ThreadPoolExecutor(workers, thread_name_prefix="bdr-restore") as pool:
-            try:
-                for i in range(index.chunk_count):
-                    if index.ids[i] == ZERO_ID and not is_device:
-                        progress.advance(index.chunk_len(i))
-                        continue
-                    while len(inflight) >= workers * 2:
-                        inflight.popleft().result()
-                    inflight.append(pool.submit(write_chunk, i))
-                while inflight:
-                    inflight.popleft().result()
-            except BaseException:
-                for fut in inflight:
-                    fut.cancel()
-                raise
+        _write_chunks(index, write_chunk, workers, progress, skip_zero=not is_device)
         writer.sync()  # durable before it takes the destination's name
         ok = True
     finally:

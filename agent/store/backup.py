@@ -135,6 +135,11 @@ class _Backup:
             if r is not None and r.staged is not None:
                 r.staged.unlink(missing_ok=True)
 
+    def clear_healed(self, results: list[_ChunkResult]) -> None:
+        """Stored again from intact source blocks: every point referencing them is whole."""
+        for chunk_id in {r.chunk_id for r in results if r.kind == NEW} & self.damaged:
+            self.store.chunks.clear_damaged(chunk_id)
+
     def heal_missing(self, index: PointIndex, results: list[_ChunkResult]) -> None:
         """Store again, from the source, any referenced chunk that vanished since we saw it."""
         chunks = self.store.chunks
@@ -149,6 +154,44 @@ class _Backup:
                 )
             fsync_dir(chunks.put(r.chunk_id, self.store.codec.encode(data, r.chunk_id)))
             missing.discard(r.chunk_id)
+
+
+def _free_time(catalog, server: str, volume: str, when: datetime, explicit: bool) -> datetime:
+    """``when``, or the next second no point of the volume has (an explicit time must be free)."""
+    while catalog.find(make_point_id(server, volume, when)):
+        if explicit:
+            raise UsageError(f"point {make_point_id(server, volume, when)} already exists")
+        when += timedelta(seconds=1)
+    return when
+
+
+def _previous_index(store: Store, catalog, volume: str) -> PointIndex | None:
+    """The index of the volume's latest point, the base of an incremental (None: none)."""
+    prev_record = catalog.latest(volume)
+    if prev_record is None:
+        return None
+    try:
+        return store.load_index(prev_record)
+    except DamageFound:
+        return None  # a damaged predecessor: back up from scratch
+
+
+def _record(index: PointIndex, blob: bytes, results: list[_ChunkResult]) -> PointRecord:
+    return PointRecord(
+        id=index.point_id,
+        server=index.server,
+        volume=index.volume,
+        taken_at=index.taken_at.isoformat(),
+        tier="intraday",
+        size=index.size,
+        chunk_size=index.chunk_size,
+        stored_bytes=sum(r.stored for r in results),
+        chunks_total=len(results),
+        chunks_new=sum(1 for r in results if r.kind == NEW),
+        chunks_reused=sum(1 for r in results if r.kind == REUSED),
+        chunks_zero=sum(1 for r in results if r.kind == ZERO),
+        index_digest=index_digest(blob),
+    )
 
 
 def _finished(futures) -> list[_ChunkResult]:
@@ -194,18 +237,8 @@ def backup_volume(
     with SourceVolume(source) as src, store.lock_server(server, "backup") as lock:
         catalog = store.load_catalog(server)
         store.remove_orphan_indexes(catalog)
-        while catalog.find(make_point_id(server, volume, when)):
-            if explicit:
-                raise UsageError(f"point {make_point_id(server, volume, when)} already exists")
-            when += timedelta(seconds=1)
-        prev_record = catalog.latest(volume)
-        prev = None
-        if prev_record is not None:
-            try:
-                prev = store.load_index(prev_record)
-            except DamageFound:
-                prev = None  # a damaged predecessor: back up from scratch
-        job = _Backup(store, src, prev, workers)
+        when = _free_time(catalog, server, volume, when, explicit)
+        job = _Backup(store, src, _previous_index(store, catalog, volume), workers)
         results = job.run(lock, progress)
         try:
             lock.check()
@@ -213,33 +246,14 @@ def backup_volume(
         except BaseException:
             job.discard(results)
             raise
-        index = PointIndex(
-            server=server,
-            volume=volume,
-            taken_at=when,
-            size=src.size,
-            chunk_size=store.chunk_size,
-            ids=[r.chunk_id for r in results],
-        )
+        ids = [r.chunk_id for r in results]
+        index = PointIndex(server=server, volume=volume, taken_at=when, size=src.size,
+                           chunk_size=store.chunk_size, ids=ids)  # fmt: skip
         blob = index.encode(store.key)
         idx_path = store.index_path(server, volume, when)
         idx_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(idx_path, blob)
-        record = PointRecord(
-            id=index.point_id,
-            server=server,
-            volume=volume,
-            taken_at=when.isoformat(),
-            tier="intraday",
-            size=src.size,
-            chunk_size=store.chunk_size,
-            stored_bytes=sum(r.stored for r in results),
-            chunks_total=len(results),
-            chunks_new=sum(1 for r in results if r.kind == NEW),
-            chunks_reused=sum(1 for r in results if r.kind == REUSED),
-            chunks_zero=sum(1 for r in results if r.kind == ZERO),
-            index_digest=index_digest(blob),
-        )
+        record = _record(index, blob, results)
         if before_commit is not None:
             before_commit()
         try:
@@ -252,7 +266,5 @@ def backup_volume(
         except AgentError:
             idx_path.unlink(missing_ok=True)
             raise
-        # Stored again from intact source blocks: every point referencing them is whole.
-        for chunk_id in {r.chunk_id for r in results if r.kind == NEW} & job.damaged:
-            store.chunks.clear_damaged(chunk_id)
+        job.clear_healed(results)
         return record

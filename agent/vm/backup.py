@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 
 from agent.errors import AgentError, UsageError
+from agent.restore.export import convert_image
 from agent.store.backup import backup_volume
 from agent.store.catalog import PointRecord
 from agent.store.datastore import Store
+from agent.store.progress import Progress
 from agent.vm.machines import read_vm, sockets, vm_dir
 from agent.vm.qmp import Qmp, QmpError
 
@@ -43,44 +45,10 @@ def backup_from_vm(store_root: Path, vm_id: str, *, taken_at=None, progress=None
     )
     try:
         with Qmp(sockets(directory) / "qmp.sock") as q:
-            _teardown(q, quiet=True)  # leftovers of a backup that was killed
-            q.execute(
-                "blockdev-add",
-                driver="qcow2",
-                **{"node-name": "fleece"},
-                file={"driver": "file", "filename": str(fleece)},
-                backing="disk0",
-            )
-            q.execute(
-                "blockdev-backup",
-                device="disk0",
-                target="fleece",
-                sync="none",
-                **{"job-id": "fleece"},
-            )
-            q.execute("nbd-server-start", addr={"type": "unix", "data": {"path": str(export)}})
-            q.execute(
-                "block-export-add",
-                type="nbd",
-                id="fleece-export",
-                **{"node-name": "fleece"},
-                name="disk0",
-                writable=False,
-            )
-        subprocess.run(
-            [
-                "qemu-img",
-                "convert",
-                "-f",
-                "raw",
-                "-O",
-                "raw",
-                f"nbd+unix:///disk0?socket={export}",
-                str(image),
-            ],
-            check=True,
-            capture_output=True,
-        )
+            _export_fleece(q, fleece, export)
+        progress = progress or Progress()
+        progress.start("reading the VM's disk", vm["size"])
+        convert_image(f"nbd+unix:///disk0?socket={export}", image, "raw", vm["size"], progress)
         return backup_volume(
             Store.open(store_root),
             vm["server"],
@@ -104,6 +72,18 @@ def backup_from_vm(store_root: Path, vm_id: str, *, taken_at=None, progress=None
             pass  # qemu is gone; so is everything it held
         fleece.unlink(missing_ok=True)
         export.unlink(missing_ok=True)
+
+
+def _export_fleece(q: Qmp, fleece: Path, export: Path) -> None:
+    """Freeze a view of disk0 (copy-before-write into ``fleece``) and serve it over NBD."""
+    _teardown(q, quiet=True)  # leftovers of a backup that was killed
+    q.execute("blockdev-add", driver="qcow2", **{"node-name": "fleece"},
+              file={"driver": "file", "filename": str(fleece)}, backing="disk0")  # fmt: skip
+    q.execute("blockdev-backup", device="disk0", target="fleece", sync="none",
+              **{"job-id": "fleece"})  # fmt: skip
+    q.execute("nbd-server-start", addr={"type": "unix", "data": {"path": str(export)}})
+    q.execute("block-export-add", type="nbd", id="fleece-export", **{"node-name": "fleece"},
+              name="disk0", writable=False)  # fmt: skip
 
 
 def _teardown(q: Qmp, quiet: bool) -> None:

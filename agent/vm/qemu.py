@@ -176,25 +176,7 @@ def launch(
     server = NbdServer(store, point_id, sock)
     server.start()
     try:
-        overlay = directory / "overlay.qcow2"
-        if not overlay.exists():
-            subprocess.run(
-                [
-                    "qemu-img",
-                    "create",
-                    "-q",
-                    "-f",
-                    "qcow2",
-                    "-b",
-                    nbd_uri(sock),
-                    "-F",
-                    "raw",
-                    str(overlay),
-                ],
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
+        _create_overlay(directory / "overlay.qcow2", nbd_uri(sock))
         accel = choose_accel()
         cmd = qemu_command(
             directory,
@@ -224,6 +206,13 @@ def launch(
     except BaseException:
         server.shutdown()
         raise
+
+
+def _create_overlay(overlay: Path, backing_uri: str) -> None:
+    """The qcow2 that takes the VM's writes, over the point's read-only NBD export."""
+    if not overlay.exists():
+        cmd = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", backing_uri, "-F", "raw"]
+        subprocess.run([*cmd, str(overlay)], check=True, capture_output=True, timeout=60)
 
 
 def _qemu_log_tail(directory: Path) -> str:

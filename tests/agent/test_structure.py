@@ -15,7 +15,10 @@ SUBPACKAGES = ("store", "restore", "vm", "service", "cli")
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
 # Functions allowed past MAX_FUNCTION_LINES, each with the reason. Keep this tiny.
-LONG_FUNCTIONS: dict[str, str] = {}
+LONG_FUNCTIONS: dict[str, str] = {
+    # A hand assembler's listing: one instruction a line reads better than any split.
+    "agent.vm.bootsector._assemble": "x86 boot sector, one instruction per line",
+}
 
 
 def _module_name(path: Path) -> str:
