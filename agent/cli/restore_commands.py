@@ -1,4 +1,4 @@
-"""The file-restore, export and bare-metal commands of bdr-agent's CLI (see cli.py).
+"""The file-restore, export and bare-metal commands of bdr-agent's CLI (see main.py).
 
 ``ls``, ``find``, ``cat`` and ``export`` are DESIGN.md's contract; ``partitions``, ``zip``,
 ``restore-files`` and ``baremetal`` are this agent's additions. Refused paths (``..``,

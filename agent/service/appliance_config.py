@@ -2,7 +2,7 @@
 
 Kept in ``<store>/appliance/servers.json`` and ``settings.json``, written atomically, so the
 scheduler and the rpc see the same truth after any restart. Retention counts live with the
-store's policy (see ``agent.retention``); this module only holds what the store does not.
+store's policy (see ``agent.store.retention``); this module only holds what the store does not.
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ class ChunkCodec:
     ``compress`` and ``seal_into`` may be replaced (tests inject a faulty compressor and
     a faulty sealer): every sealed chunk is opened and decompressed again and compared
     with its plaintext before it is written, so a compressor or sealer bug can never
-    commit a corrupt chunk (RELIABILITY #6).
+    commit a corrupt chunk: a chunk stored wrong would be lost for every point that
+    shares it, and nothing would notice until a restore.
     """
 
     def __init__(self, key: StorageKey, level: int = 1, verify_before_commit: bool = True):

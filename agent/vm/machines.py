@@ -1,14 +1,14 @@
 """Recovery points booted as VMs on the appliance, converting nothing.
 
-A VM is the point served read-only over NBD (``agent.nbd``, in the supervisor's process),
-a qcow2 overlay on top of it that takes every write, and qemu-system-x86_64 on the overlay
-(KVM when /dev/kvm is usable, TCG otherwise), controlled through QMP. Starting costs the
+A VM is the point served read-only over NBD (``agent.restore.nbd``, in the supervisor's
+process), a qcow2 overlay on top of it that takes every write, and qemu-system-x86_64 on the
+overlay (KVM when /dev/kvm is usable, TCG otherwise), controlled through QMP. Starting costs the
 same whatever the point's size: nothing is copied.
 
 Each VM has a directory ``<store>/appliance/vms/<id>/`` holding its record (``vm.json``,
 written atomically), the overlay, qemu's sockets (QMP, VNC) and logs, so a VM outlives an
 SSH drop or a portal restart, and the ``run`` service knows its VMs after its own restart.
-A VM runs as a detached job of kind ``virtualize`` whose command, ``vm run``, is the
+A VM runs as a detached job of kind ``virtualize`` whose work, ``supervise``, is the
 supervisor: it serves NBD, starts qemu, waits for it, and records how it ended. A VM that
 ends without being asked to (qemu killed, crashed) fails its job with the reason.
 """
@@ -211,7 +211,7 @@ def update_vm(store: Path, vm_id: str, **changes) -> dict:
         return vm
 
 
-# -- the supervisor (``vm run``) -------------------------------------------------------------------
+# -- the supervisor (the ``virtualize`` job; ``vm run`` in the CLI) ---------------------------
 def supervise(store_root: Path, vm_id: str, progress=None) -> dict:
     """Run the VM until it ends: what the ``virtualize`` job executes. Raises on a failure."""
     store_root = Path(store_root)

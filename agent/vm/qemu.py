@@ -1,5 +1,5 @@
 """qemu on the appliance: acceleration, host capacity, MAC addresses, the command line, and
-launching a VM on a qcow2 overlay of a point's NBD export. ``agent.vm`` keeps the records
+launching a VM on a qcow2 overlay of a point's NBD export. ``agent.vm.machines`` keeps the records
 and the life cycle; this module only knows how to start and end one qemu.
 """
 
