@@ -1,5 +1,7 @@
 """The agent's errors, each carrying the exit code the CLI reports for it."""
 
+import errno
+
 
 class AgentError(Exception):
     """A failure the CLI reports as one line; ``exit_code`` follows DESIGN.md."""
@@ -41,3 +43,18 @@ class LockLost(AgentError):
 
 class SourceChanged(AgentError):
     """The source volume changed size or content while it was being read."""
+
+
+def failure_line(exc: BaseException) -> tuple[str, int] | None:
+    """The one line and exit code a failure is reported with, or None for a bug (which
+    deserves its traceback). Shared by the CLI and the job worker."""
+    if isinstance(exc, AgentError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted; nothing was committed by an unfinished command", 1
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"disk full{where}; nothing was committed and earlier points are intact", 1
+        return f"{exc.strerror or exc}{where}", 1
+    return None

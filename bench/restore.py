@@ -78,8 +78,8 @@ def build_image(work: Path) -> Path:
 
 STEP = r"""
 import json, resource, sys, time, os
-from agent.store import Store
-from agent.files import open_point_filesystem, zip_stream
+from agent.store.datastore import Store
+from agent.restore.files import open_point_filesystem, zip_stream
 t0 = time.perf_counter()  # after imports: the agent's own work, caches cold
 store = Store.open(sys.argv[1]); point = sys.argv[2]; what = sys.argv[3]
 fs = open_point_filesystem(store, point)

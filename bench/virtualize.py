@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.bootsector import write_boot_disk  # noqa: E402
+from agent.vm.bootsector import write_boot_disk  # noqa: E402
 
 
 def agent(store: Path, *args: str) -> dict:

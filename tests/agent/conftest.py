@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import Store, init_store
+from agent.store.datastore import Store, init_store
 
 CHUNK = 64 << 10
 REPO = Path(__file__).resolve().parents[2]

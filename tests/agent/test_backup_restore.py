@@ -1,10 +1,10 @@
 import json
 from datetime import UTC, datetime, timedelta
 
-from agent.backup import backup_volume
-from agent.restore import PointReader, restore_point
-from agent.rollup import rollup
-from agent.verify import verify_points
+from agent.restore.reader import PointReader, restore_point
+from agent.store.backup import backup_volume
+from agent.store.rollup import rollup
+from agent.store.verify import verify_points
 from tests.agent.conftest import digest, mutate_volume, write_volume
 
 START = datetime(2025, 2, 27, 0, 0, tzinfo=UTC)

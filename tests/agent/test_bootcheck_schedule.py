@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from agent import appliance_config as config
-from agent import bootcheck, jobs, scheduler
-from agent.backup import backup_volume, parse_time
-from agent.bootsector import write_boot_disk
+from agent.service import appliance_config as config
+from agent.service import jobs, scheduler
+from agent.store.backup import backup_volume, parse_time
+from agent.vm import bootcheck
+from agent.vm.bootsector import write_boot_disk
 from tests.support.bootable import needs_qemu
 
 UTC = dt.UTC

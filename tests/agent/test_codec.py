@@ -7,9 +7,9 @@ import secrets
 import pytest
 import zstandard
 
-from agent.codec import CHUNK_MAGIC, RAW, ZSTD, ChunkCodec, chunk_aad
 from agent.errors import DamageFound
-from agent.keys import StorageKey
+from agent.store.codec import CHUNK_MAGIC, RAW, ZSTD, ChunkCodec, chunk_aad
+from agent.store.keys import StorageKey
 
 KEY = StorageKey(secrets.token_bytes(32))
 TEXT = b"ledger invoice payroll " * 20000

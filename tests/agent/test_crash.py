@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.backup import backup_volume
-from agent.gc import collect_garbage, referenced_chunks
-from agent.restore import restore_point
-from agent.retention import RetentionPolicy, select_points
-from agent.rollup import rollup
-from agent.store import Store
-from agent.verify import verify_points
+from agent.restore.reader import restore_point
+from agent.store.backup import backup_volume
+from agent.store.datastore import Store
+from agent.store.gc import collect_garbage, referenced_chunks
+from agent.store.retention import RetentionPolicy, select_points
+from agent.store.rollup import rollup
+from agent.store.verify import verify_points
 from tests.agent.conftest import REPO, digest, mutate_volume, write_volume
 
 pytestmark = pytest.mark.slow

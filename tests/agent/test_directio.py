@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.backup import backup_volume
-from agent.directio import FileWriter, nonzero_runs
-from agent.restore import restore_point
+from agent.restore.reader import restore_point
+from agent.store.backup import backup_volume
+from agent.store.directio import FileWriter, nonzero_runs
 from tests.agent.conftest import digest
 
 START = datetime(2025, 2, 27, tzinfo=UTC)

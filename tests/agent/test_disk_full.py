@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.backup import backup_volume
-from agent.restore import restore_point
-from agent.store import RESERVE_BYTES, Store, init_store
-from agent.verify import verify_points
+from agent.restore.reader import restore_point
+from agent.store.backup import backup_volume
+from agent.store.datastore import RESERVE_BYTES, Store, init_store
+from agent.store.verify import verify_points
 from tests.agent.conftest import CHUNK, digest, run_cli, write_volume
 
 T0 = datetime(2025, 6, 30, 8, 0, tzinfo=UTC)

@@ -6,6 +6,7 @@ import hashlib
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,32 @@ def test_bare_metal_restore_to_a_target_over_real_sshd(rpc, exported, tmp_path):
         assert record["state"] == "failed" and not disk.exists()
     finally:
         target.stop()
+
+
+ODD_SIZE = 1623  # not a multiple of qemu's 512-byte sector
+
+
+@pytest.fixture(scope="module")
+def odd_point(tmp_path_factory):
+    root = tmp_path_factory.mktemp("odd")
+    store = root / "store"
+    agent(store, "init", "--key-file", str(root / "key"))
+    image = root / "odd.img"
+    image.write_bytes((bytes(range(256)) * 7)[:ODD_SIZE])
+    assert image.stat().st_size == ODD_SIZE
+    point = agent_json(store, "backup", "srv", str(image), "--volume", "C")["id"]
+    return store, point, image.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+def test_export_of_a_volume_not_a_multiple_of_512_bytes_finishes(odd_point, fmt, tmp_path):
+    store, point, original = odd_point
+    result = agent_json(store, "export", point, str(tmp_path), "--format", fmt)
+    assert result["size"] == ODD_SIZE and result["virtual_size"] == 2048
+    if fmt == "raw":  # raw is exactly the volume
+        assert Path(result["dest"]).read_bytes() == original
+        return
+    back = tmp_path / "back.raw"  # the other formats count whole sectors: zeros after the tail
+    subprocess.run(["qemu-img", "convert", "-f", fmt, "-O", "raw", result["dest"], str(back)],
+                   check=True)  # fmt: skip
+    assert back.read_bytes() == original + bytes(2048 - ODD_SIZE)

@@ -119,8 +119,8 @@ def test_partitions_and_filesystems_are_found(world):
 
 
 def test_every_file_of_both_points_restores_byte_identical(world):
-    from agent.files import open_point_filesystem
-    from agent.store import Store
+    from agent.restore.files import open_point_filesystem
+    from agent.store.datastore import Store
 
     store = Store.open(world["store"])
     for disk in world["disks"].values():

@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.backup import backup_volume
 from agent.errors import LockHeld
-from agent.gc import collect_garbage
-from agent.locking import StoreLock
-from agent.retention import RetentionPolicy
-from agent.rollup import rollup
-from agent.verify import verify_points
+from agent.store.backup import backup_volume
+from agent.store.gc import collect_garbage
+from agent.store.locking import StoreLock
+from agent.store.retention import RetentionPolicy
+from agent.store.rollup import rollup
+from agent.store.verify import verify_points
 from tests.agent.conftest import REPO, digest, mutate_volume, write_volume
 
 T0 = datetime(2025, 4, 1, 10, 0, tzinfo=UTC)
@@ -57,7 +57,7 @@ def test_backup_reusing_chunks_that_gc_deletes_before_commit_stores_them_again(s
     rollup(store, T0 + timedelta(hours=1), gc=False)  # old's chunks now unreferenced
     # srv2 holds exactly the old image: it dedups against the unreferenced chunks
     old_image = tmp_path / "old.img"
-    from agent.restore import restore_point
+    from agent.restore.reader import restore_point
 
     assert old.id not in {p.id for p in store.list_points()}
     write_volume(old_image, 1 << 20, seed=3)

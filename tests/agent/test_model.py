@@ -34,14 +34,14 @@ from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from agent.backup import backup_volume
-from agent.gc import collect_garbage
-from agent.pointindex import make_point_id
-from agent.restore import PointReader, restore_point
-from agent.retention import RetentionPolicy, select_points
-from agent.rollup import rollup
-from agent.store import Store, init_store
-from agent.verify import verify_points
+from agent.restore.reader import PointReader, restore_point
+from agent.store.backup import backup_volume
+from agent.store.datastore import Store, init_store
+from agent.store.gc import collect_garbage
+from agent.store.pointindex import make_point_id
+from agent.store.retention import RetentionPolicy, select_points
+from agent.store.rollup import rollup
+from agent.store.verify import verify_points
 from tests.agent.conftest import REPO, write_volume
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from agent import nbd
-from agent.backup import backup_volume
+from agent.restore import nbd
+from agent.store.backup import backup_volume
 from tests.agent.conftest import REPO, digest
 
 needs_qemu = pytest.mark.skipif(
@@ -66,7 +66,7 @@ def test_writes_are_refused_and_the_point_is_unchanged(served, store, point, vol
     )
     assert proc.returncode != 0 or "Operation not permitted" in proc.stdout + proc.stderr
     assert "wrote" not in proc.stdout
-    from agent.restore import PointReader
+    from agent.restore.reader import PointReader
 
     with PointReader(store, point.id) as r:
         assert r.read(0, 4096) == volume.read_bytes()[:4096]
@@ -84,7 +84,7 @@ def test_qcow2_overlay_takes_the_writes(served, store, point, volume, tmp_path):
         ["qemu-io", "-c", "read -P 0x55 0 4096", overlay], capture_output=True, text=True
     )
     assert "Pattern verification failed" not in read.stdout
-    from agent.restore import PointReader
+    from agent.restore.reader import PointReader
 
     with PointReader(store, point.id) as r:
         assert r.read(0, 4096) == volume.read_bytes()[:4096]
@@ -126,7 +126,7 @@ def test_unknown_options_are_refused_and_negotiation_goes_on(served):
 
 
 def test_a_damaged_chunk_answers_eio_and_the_export_goes_on(served, store, point):
-    from agent.pointindex import ZERO_ID
+    from agent.store.pointindex import ZERO_ID
 
     index = store.load_index(point)
     first = next(i for i, cid in enumerate(index.ids) if cid != ZERO_ID)

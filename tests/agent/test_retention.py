@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.retention import PERIODS, RetentionPolicy, select_points
+from agent.store.retention import PERIODS, RetentionPolicy, select_points
 
 
 def at(text: str) -> datetime:

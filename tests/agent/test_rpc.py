@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from agent import rpc
+from agent.service import rpc
 
 
 def converse(store, *lines: bytes) -> list[dict]:

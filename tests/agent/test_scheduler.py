@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from agent import appliance_config as config
-from agent import jobs, scheduler
+from agent.service import appliance_config as config
+from agent.service import jobs, scheduler
 from tests.support.agent_store import agent_json, init_store, make_volume
 
 UTC = dt.UTC
@@ -164,7 +164,7 @@ def test_cancel_stops_a_running_backup_without_a_point(tmp_path):
     store = init_store(tmp_path)
     image = make_volume(tmp_path / "c.img", size_mib=512)
     config.save_server(store, config.ServerConfig("dc01", {"C": str(image)}))
-    from agent.rpc import start_backup
+    from agent.service.servers import start_backup
 
     job = start_backup(store, "dc01")
     for _ in range(100):

@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.backup import backup_volume
-from agent.codec import CHUNK_MAGIC, ChunkCodec, blob_nonce
 from agent.errors import DamageFound, UsageError, WrongKey
-from agent.keys import NONCE_BYTES, SEAL_MAGIC
-from agent.restore import restore_point
-from agent.rollup import rollup
-from agent.store import Store
-from agent.verify import verify_points
+from agent.restore.reader import restore_point
+from agent.store.backup import backup_volume
+from agent.store.codec import CHUNK_MAGIC, ChunkCodec, blob_nonce
+from agent.store.datastore import Store
+from agent.store.keys import NONCE_BYTES, SEAL_MAGIC
+from agent.store.rollup import rollup
+from agent.store.verify import verify_points
 from tests.agent.conftest import digest, mutate_volume, store_files
 
 T0 = datetime(2025, 4, 1, 10, 0, tzinfo=UTC)
@@ -48,7 +48,7 @@ def test_missing_or_short_key_file_is_refused(cli, store, tmp_path):
 def test_init_with_another_key_is_refused(store, tmp_path):
     other = tmp_path / "other.key"
     other.write_bytes(os.urandom(32))
-    from agent.store import init_store
+    from agent.store.datastore import init_store
 
     with pytest.raises(WrongKey):
         init_store(store.root, other)

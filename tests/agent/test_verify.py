@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.backup import backup_volume
 from agent.errors import DamageFound
-from agent.restore import restore_point
-from agent.verify import verify_points
+from agent.restore.reader import restore_point
+from agent.store.backup import backup_volume
+from agent.store.verify import verify_points
 from tests.agent.conftest import digest, mutate_volume
 
 T0 = datetime(2025, 4, 1, 10, 0, tzinfo=UTC)

@@ -10,13 +10,15 @@ import time
 
 import pytest
 
-from agent import appliance_config as config
-from agent import jobs, vm
-from agent.backup import backup_volume
-from agent.bootsector import write_boot_disk
-from agent.restore import PointReader
-from agent.rpc import start_backup
-from agent.verify import verify_points
+from agent.restore.reader import PointReader
+from agent.service import appliance_config as config
+from agent.service import jobs
+from agent.service.servers import start_backup
+from agent.service.vms import start_vm
+from agent.store.backup import backup_volume
+from agent.store.verify import verify_points
+from agent.vm import machines as vm
+from agent.vm.bootsector import write_boot_disk
 
 pytestmark = pytest.mark.skipif(
     (shutil.which("qemu-system-x86_64") is None or shutil.which("qemu-img") is None)
@@ -44,7 +46,7 @@ def points(store, tmp_path):
 
 
 def _at(text):
-    from agent.backup import parse_time
+    from agent.store.backup import parse_time
 
     return parse_time(text)
 
@@ -72,7 +74,7 @@ def started(store):
     vms = []
 
     def start(point_id, **kw):
-        record = vm.start_vm(store.root, point_id, memory_mib=64, **kw)
+        record = start_vm(store.root, point_id, memory_mib=64, **kw)
         vms.append(record["id"])
         return record
 
@@ -118,7 +120,7 @@ def test_backups_while_the_vm_runs_contain_its_writes_and_restore_them(
     assert done["state"] == "succeeded", done["error"]
     new_point = done["result"]["id"]
     assert vm.read_vm(store.root, record["id"])["state"] == "running"  # the guest never stopped
-    from agent.restore import restore_point
+    from agent.restore.reader import restore_point
 
     restored = tmp_path / "restored.img"
     restore_point(store, new_point, restored)
@@ -154,12 +156,12 @@ def test_vm_records_survive_a_new_process(store, points, started, cli):
 def test_one_vm_per_server_at_a_time(store, points, started):
     started(points[0].id)
     with pytest.raises(Exception, match="already running"):
-        vm.start_vm(store.root, points[1].id, memory_mib=64)
+        start_vm(store.root, points[1].id, memory_mib=64)
 
 
 def test_start_with_the_same_ref_returns_the_same_vm(store, points, started):
     first = started(points[0].id, ref="portal-job-7")
-    again = vm.start_vm(store.root, points[0].id, ref="portal-job-7")
+    again = start_vm(store.root, points[0].id, ref="portal-job-7")
     assert again["id"] == first["id"]
 
 
@@ -194,3 +196,12 @@ def test_bootcheck_fails_with_exit_3_when_the_marker_never_comes(store, points, 
     assert out.returncode == 3
     result = json.loads(out.stdout)
     assert not result["ok"] and "'NEVER' not seen" in result["reason"]
+
+
+def test_a_point_of_a_volume_not_a_multiple_of_512_bytes_boots(store, tmp_path, started):
+    disk = tmp_path / "odd.img"
+    write_boot_disk(disk, "MARKER-ODD", 1623)  # the NBD export pads it to 2048 bytes
+    point = backup_volume(store, "odd", str(disk))
+    record = started(point.id, net="none")
+    assert record["state"] == "running", record
+    wait_for(lambda: "WROTE MARKER-ODD" in vm.serial_output(store.root, record["id"]))

@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from agent import vm
-from agent.backup import backup_volume
-from agent.bootsector import write_boot_disk
+from agent.service.vms import start_vm
+from agent.store.backup import backup_volume
+from agent.vm import machines as vm
+from agent.vm.bootsector import write_boot_disk
 from tests.support.bootable import needs_qemu, use_tcg
 
 pytestmark = needs_qemu
@@ -21,7 +22,7 @@ def running_vm(store, tmp_path, monkeypatch):
     use_tcg(monkeypatch)
     disk = write_boot_disk(tmp_path / "srv1.img", "MARKER-ONE", 4 << 20)
     point = backup_volume(store, "srv1", str(disk))
-    record = vm.start_vm(store.root, point.id, net="none", memory_mib=64)
+    record = start_vm(store.root, point.id, net="none", memory_mib=64)
     yield record
     vm.stop_vm(store.root, record["id"], force=True, wait=10)
 

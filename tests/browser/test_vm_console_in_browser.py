@@ -6,8 +6,8 @@ import os
 import pytest
 from django.urls import reverse
 
-from agent import vm as agent_vm
-from agent.qmp import Qmp
+from agent.vm import machines as agent_vm
+from agent.vm.qmp import Qmp
 from portal.models import Role
 from restores.models import RecoveryPoint, VirtualMachine
 from tests.browser.conftest import sign_in

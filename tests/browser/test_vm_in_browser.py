@@ -4,7 +4,7 @@ its screen, power it off."""
 import pytest
 from django.core.management import call_command
 
-from agent import vm as agent_vm
+from agent.vm import machines as agent_vm
 from restores.models import VirtualMachine
 from tests.browser.conftest import sign_in
 from tests.support.bootable import needs_qemu, use_tcg

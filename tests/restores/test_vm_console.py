@@ -12,7 +12,8 @@ from django.urls import reverse
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from agent import vm as agent_vm
+from agent.service.vms import start_vm
+from agent.vm import machines as agent_vm
 from portal.models import AuditEvent, Role
 from restores import console
 from restores.models import RecoveryPoint
@@ -82,7 +83,7 @@ def test_technician_gets_the_vms_rfb_handshake_through_the_proxy_once(
     use_tcg(monkeypatch)
     appliance, server, store = bootable_appliance(tmp_path)
     point = RecoveryPoint.objects.get(server=server)
-    record = agent_vm.start_vm(store, point.agent_id, net="none", memory_mib=64)
+    record = start_vm(store, point.agent_id, net="none", memory_mib=64)
     try:
         vm = VirtualMachineFactory(
             server=server, point=point, state="running", agent_id=record["id"]
@@ -112,7 +113,7 @@ def test_the_console_travels_over_the_appliances_restricted_ssh_key(
     appliance, server, store = bootable_appliance(tmp_path)
     sshd = start_sshd(tmp_path / "sshd", store)  # authorized_keys: restrict,command="... rpc"
     point = RecoveryPoint.objects.get(server=server)
-    record = agent_vm.start_vm(store, point.agent_id, net="none", memory_mib=64)
+    record = start_vm(store, point.agent_id, net="none", memory_mib=64)
     try:
         appliance.transport = "ssh"
         appliance.ssh_host, appliance.ssh_port, appliance.ssh_user = sshd.host, sshd.port, sshd.user

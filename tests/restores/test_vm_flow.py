@@ -9,7 +9,7 @@ import time
 import pytest
 from django.urls import reverse
 
-from agent import vm as agent_vm
+from agent.vm import machines as agent_vm
 from appliances.models import Alert, Job, JobState
 from portal.models import AuditEvent, Role
 from restores.models import RecoveryPoint, VirtualMachine

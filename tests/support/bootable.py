@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.bootsector import write_boot_disk
+from agent.vm.bootsector import write_boot_disk
 from tests.support.agent_store import agent, init_store
 
 needs_qemu = pytest.mark.skipif(

@@ -148,7 +148,7 @@ def _make_bootable(path: Path) -> None:
     """Put agent/bootsector.py's code in the disk's MBR (the partition table stays), so
     "Start VM" and boot verification boot every demo server: it prints "BDR demo server
     booted <disk>" on the screen and COM1, and halts."""
-    from agent.bootsector import boot_sector
+    from agent.vm.bootsector import boot_sector
 
     code = boot_sector(f"{BOOT_MARKER} {path.stem}"[:100])[:446]
     with open(path, "r+b") as f:
