@@ -48,15 +48,20 @@ def _back_up_now(client, server, capture):
     return job
 
 
-def test_back_up_now(client, server, monkeypatch, tmp_path, django_capture_on_commit_callbacks):
+def test_back_up_now_takes_two_sessions_and_four_processes(
+    client, server, monkeypatch, tmp_path, django_capture_on_commit_callbacks
+):
     client.force_login(f.UserFactory(role=Role.TECHNICIAN))
     with appliance_usage(monkeypatch, tmp_path) as usage:
         _back_up_now(client, server, django_capture_on_commit_callbacks)
-    print("BACKUP", usage.sessions, len(usage.processes), usage.processes)
     assert RecoveryPoint.objects.filter(server=server).count() == 1
+    # One session to dispatch (config + start), one to follow (follow + log); no re-listing
+    # of points: the rpc twice, the job's runner and the backup it runs.
+    assert usage.sessions == 2
+    assert len(usage.processes) == 4, usage.processes
 
 
-def test_browse_page_and_file_download(
+def test_a_browse_page_and_a_file_download_take_one_session_each(
     client, server, monkeypatch, tmp_path, django_capture_on_commit_callbacks
 ):
     client.force_login(f.UserFactory(role=Role.TECHNICIAN))
@@ -65,7 +70,7 @@ def test_browse_page_and_file_download(
     with appliance_usage(monkeypatch, tmp_path) as usage:
         page = client.get(reverse("restore_browse", args=[point.pk]), {"path": "/Users/ann"})
     assert page.status_code == 200
-    print("BROWSE", usage.sessions, len(usage.processes), usage.processes)
+    assert usage.sessions == 1 and len(usage.processes) == 1, usage.processes
     link = re.search(
         r'<a href="(/restore/download/[^"]+)" download>report.docx<', page.content.decode()
     )[1]
@@ -73,4 +78,10 @@ def test_browse_page_and_file_download(
         response = client.get(link)
         body = b"".join(response.streaming_content)
     assert body == FILES["/Users/ann/report.docx"]
-    print("DOWNLOAD", usage.sessions, len(usage.processes), usage.processes)
+    with appliance_usage(monkeypatch, tmp_path) as usage:  # a selection, as one zip
+        paths = ["/Users/ann/report.docx", "/Users/ann/notes.txt"]
+        response = client.post(reverse("restore_selected", args=[point.pk]), {"paths": paths})
+        body = b"".join(client.get(response["Location"]).streaming_content)
+    assert body.startswith(b"PK")
+    assert usage.sessions == 1 and len(usage.processes) == 1, usage.processes
+    assert usage.sessions == 1 and len(usage.processes) == 1, usage.processes
