@@ -18,7 +18,7 @@ from appliances.client import connect
 from appliances.models import Alert, ApplianceState, Job, JobState
 from restores.models import RecoveryPoint
 from tests import factories as f
-from tests.support.agent_store import agent_json, init_store, make_volume
+from tests.support.agent_store import agent_json, init_store, job_child_pid, make_volume
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2100, 1, 4, 3, 0, tzinfo=dt.UTC)  # the watchdog's clock in these tests
@@ -121,13 +121,8 @@ def test_the_poller_stops_jobs_past_their_limit(server):
 def test_a_backup_that_stops_moving_is_cancelled_and_fails_with_the_reason(server, tmp_path):
     make_volume(tmp_path / "c.img", size_mib=512, seed=5)
     job = jobs.dispatch_job(backups.start_backup(server, actor=None).pk)
-    with connect(server.appliance) as agent:
-        for _ in range(500):
-            record = agent.call("jobs.status", id=job.agent_job_id)
-            if record.get("child_pid"):
-                break
-            time.sleep(0.02)
-    os.kill(record["child_pid"], signal.SIGSTOP)  # the backup hangs, as on a dead disk
+    child = job_child_pid(server.appliance, job.agent_job_id)
+    os.kill(child, signal.SIGSTOP)  # the backup hangs, as on a dead disk
     try:
         time.sleep(1)  # what the runner had read is on disk by now
         # The portal last saw it move 11 minutes before NOW.
@@ -137,7 +132,7 @@ def test_a_backup_that_stops_moving_is_cancelled_and_fails_with_the_reason(serve
         assert jobs.stop_if_stalled(job, now=NOW - dt.timedelta(minutes=1)).is_active
         job = jobs.stop_if_stalled(job, now=NOW)
     finally:
-        os.kill(record["child_pid"], signal.SIGCONT)
+        os.kill(child, signal.SIGCONT)
     assert job.state == JobState.FAILED
     # A stopped process cannot end before it is continued, so the agent's cancel only asked.
     assert job.error == "no progress for 10 minutes; the appliance was asked to stop it"

@@ -4,7 +4,6 @@ import html
 import json
 import os
 import signal
-import time
 
 import paramiko
 import pytest
@@ -16,7 +15,7 @@ from appliances.models import Alert, ApplianceState, Job, JobState
 from portal.models import Role
 from restores.models import RecoveryPoint
 from tests.factories import ApplianceFactory, UserFactory
-from tests.support.agent_store import agent, agent_json
+from tests.support.agent_store import agent, agent_json, job_child_pid
 
 pytestmark = pytest.mark.django_db
 
@@ -207,13 +206,7 @@ def test_agent_killed_mid_backup_gives_a_failed_job_and_no_damaged_point(
         appliance=protected_server.appliance, server=protected_server, kind="backup"
     )
     job = jobs.dispatch_job(job.pk)
-    with connect(protected_server.appliance) as client:
-        for _ in range(200):
-            record = client.call("jobs.status", id=job.agent_job_id)
-            if record.get("child_pid"):
-                break
-            time.sleep(0.02)
-        os.kill(record["child_pid"], signal.SIGKILL)
+    os.kill(job_child_pid(protected_server.appliance, job.agent_job_id), signal.SIGKILL)
     job = jobs.follow_job(job.pk, max_seconds=120)
     assert job.state == JobState.FAILED
     assert "killed by signal 9" in job.error and "no recovery point was written" in job.error
