@@ -212,8 +212,8 @@ def refresh_job(
     return apply_record(job, record, agent=agent, now=now)
 
 
-def _follow_once(job: Job, agent: AgentClient, timeout: float) -> Job:
-    """One ``jobs.follow`` until the job ends or ``timeout``; then its log, in the same session."""
+def follow_in_session(job: Job, agent: AgentClient, timeout: float) -> Job:
+    """Follow ``job`` in ``agent``'s session until it ends or ``timeout``; then read its log."""
     last_save = 0.0
 
     def on_event(record):
@@ -236,7 +236,7 @@ def follow_job(job_id: int, *, max_seconds: float = 6 * 3600) -> Job:
     while job.is_active and job.agent_job_id and time.monotonic() < deadline:
         try:
             with sync.open_agent(job.appliance) as agent:
-                job = _follow_once(job, agent, timeout=min(600, max_seconds))
+                job = follow_in_session(job, agent, timeout=min(600, max_seconds))
         except TransportError as exc:
             log.warning(
                 "lost appliance %s while following job %s: %s", job.appliance.serial, job.pk, exc

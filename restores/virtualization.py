@@ -21,6 +21,7 @@ from portal.models import User
 from restores.models import RecoveryPoint, VirtualMachine, VmNetwork, VmState
 
 UNREACHABLE = (TransportError, sync.ApplianceUnavailable)
+SETTLE_SECONDS = 10
 
 
 def vm_profile(point: RecoveryPoint) -> tuple[int, int]:
@@ -57,7 +58,7 @@ def start_vm(
 def refresh_vm(vm: VirtualMachine, agent: AgentClient | None = None) -> VirtualMachine:
     """Read the VM's record from the appliance again, in ``agent``'s session if given (no-op
     when the appliance is unreachable)."""
-    if not vm.is_active and vm.agent_id:
+    if not vm.is_active and vm.agent_id and not (vm.job and vm.job.is_active):
         return vm
     if agent is None:
         try:
@@ -93,7 +94,11 @@ def _settle_job(vm: VirtualMachine, agent: AgentClient) -> None:
     demo mode nothing follows a VM's job, and a follower may be asleep for minutes."""
     if vm.is_active or vm.job is None or not vm.job.is_active:
         return
-    jobs.refresh_job(vm.job, agent=agent)
+    # The VM's supervisor records the job's end a moment after the VM stops: wait for it.
+    try:
+        jobs.follow_in_session(vm.job, agent, timeout=SETTLE_SECONDS)
+    except AgentError:
+        jobs.refresh_job(vm.job, agent=agent)
 
 
 def stop_vm(vm: VirtualMachine, *, actor: User | None, request=None, force: bool = False) -> None:
