@@ -75,7 +75,34 @@ class AgentClient:
     def call_binary(self, method: str, **params) -> tuple[Any, bytes]:
         return self._call(method, None, params)
 
-    def _call(self, method, on_event, params) -> tuple[Any, bytes]:
+    def open_relay(self, method: str, **params) -> tuple[transport.Stream, bytes]:
+        """Call ``method`` (e.g. ``vm.console``), whose ok answer turns the session into a raw
+        byte relay: returns the stream and the relayed bytes that came with the answer.
+
+        The answer line is read with raw reads (a buffered readline would keep relayed bytes
+        that follow it). Refused: AgentError; connection lost or not the protocol: TransportError.
+        """
+        self._send(method, params)
+        buffer = b""
+        try:
+            while b"\n" not in buffer:
+                data = self.stream.read_some(65536)
+                if not data:
+                    raise TransportError("the appliance closed the connection")
+                buffer += data
+                if len(buffer) > 1 << 20:
+                    raise TransportError("the appliance sent something that is not the protocol")
+        except (OSError, TimeoutError) as exc:
+            raise TransportError(f"connection lost: {exc}") from None
+        line, _, rest = buffer.partition(b"\n")
+        try:
+            answer = json.loads(line)
+        except json.JSONDecodeError:
+            raise TransportError("the appliance sent something that is not the protocol") from None
+        self._raise_for(answer)
+        return self.stream, rest
+
+    def _send(self, method: str, params: dict) -> None:
         self.next_id += 1
         request = {"id": self.next_id, "method": method, "params": params}
         try:
@@ -83,6 +110,15 @@ class AgentClient:
             self.stream.wfile.flush()
         except (OSError, TimeoutError) as exc:
             raise TransportError(f"connection lost: {exc}") from None
+
+    @staticmethod
+    def _raise_for(answer: dict) -> None:
+        if not answer.get("ok"):
+            error = answer.get("error") or {}
+            raise AgentError(error.get("code", "unknown"), error.get("message", "unknown error"))
+
+    def _call(self, method, on_event, params) -> tuple[Any, bytes]:
+        self._send(method, params)
         while True:
             message = self._read_message()
             if message.get("id") != self.next_id:
@@ -94,11 +130,7 @@ class AgentClient:
             payload = b""
             if message.get("binary"):
                 payload = self.stream.rfile.read(message["binary"])
-            if not message.get("ok"):
-                error = message.get("error") or {}
-                raise AgentError(
-                    error.get("code", "unknown"), error.get("message", "unknown error")
-                )
+            self._raise_for(message)
             return message.get("result"), payload
 
 

@@ -15,8 +15,8 @@ from portal.tenancy import TenantManager
 
 
 class ApplianceModel(models.TextChoices):
-    V1 = "V1", "V1 (2 servers, 450 GB)"
-    V2 = "V2", "V2 (8 servers, 2 TB RAID5)"
+    V1 = "V1", f"V1 ({MODEL_LIMITS['V1'].summary})"
+    V2 = "V2", f"V2 ({MODEL_LIMITS['V2'].summary})"
 
 
 class ApplianceState(models.TextChoices):
@@ -25,6 +25,10 @@ class ApplianceState(models.TextChoices):
     OFFLINE = "offline", "Offline"
     HOST_KEY_MISMATCH = "host_key_mismatch", "Host key changed"
     RETIRED = "retired", "Retired"
+
+
+# The states in which an appliance takes new jobs (the one place that knows).
+STATES_TAKING_JOBS = frozenset({ApplianceState.ONLINE})
 
 
 class Transport(models.TextChoices):
@@ -77,6 +81,10 @@ class Appliance(models.Model):
     @property
     def limits(self):
         return limits_for(self.model)
+
+    @property
+    def takes_jobs(self) -> bool:
+        return self.state in STATES_TAKING_JOBS
 
     @property
     def warranty_end(self) -> dt.date:
@@ -209,10 +217,13 @@ class RetentionPolicy(models.Model):
 
 
 class JobKind(models.TextChoices):
+    """The kinds the portal creates; what each one means is its entry in appliances/job_kinds.py."""
+
     BACKUP = "backup", "Backup"
     VERIFY = "verify", "Verify"
-    REPLICATE = "replicate", "Replicate"
+    ROLLUP = "rollup", "Rollup"
     VIRTUALIZE = "virtualize", "Virtualize"
+    BOOTCHECK = "bootcheck", "Boot check"
     RESTORE = "restore", "Restore"
     EXPORT = "export", "Export"
 
@@ -249,6 +260,9 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # When the job last moved: the agent's record's progress_at, else when the portal saw
+    # bytes_done change. The watchdog fails a job that has not moved for its kind's limit.
+    progress_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     tenant_path = "appliance__customer"
@@ -262,7 +276,7 @@ class Job(models.Model):
                 condition=Q(state__in=ACTIVE_JOB_STATES),
                 name="job_one_active_per_server_and_kind",
             ),
-            # Jobs of the whole appliance (verify, rollup): one active per kind.
+            # Jobs of the whole appliance (rollup): one active per kind.
             models.UniqueConstraint(
                 fields=["appliance", "kind"],
                 condition=Q(state__in=ACTIVE_JOB_STATES, server__isnull=True),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Q, QuerySet
+import datetime as dt
 
-from appliances.models import ACTIVE_JOB_STATES, Alert, Appliance, Job, ProtectedServer
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from appliances.models import ACTIVE_JOB_STATES, Alert, Appliance, Job, JobState, ProtectedServer
 from portal.models import Customer, User
 
 
@@ -33,7 +36,8 @@ def open_alerts_for(user: User) -> QuerySet[Alert]:
     )
 
 
-def dashboard_summary(user: User) -> dict:
+def dashboard_summary(user: User, now: dt.datetime | None = None) -> dict:
+    since = (now or timezone.now()) - dt.timedelta(hours=24)
     appliances = Appliance.objects.for_user(user)
     by_state = dict(
         appliances.values_list("state").annotate(n=Count("id")).values_list("state", "n")
@@ -44,7 +48,9 @@ def dashboard_summary(user: User) -> dict:
         "appliances_by_state": by_state,
         "active_jobs": jobs_for(user).filter(state__in=ACTIVE_JOB_STATES)[:20],
         "open_alerts": open_alerts_for(user)[:20],
-        "failed_jobs_24h": Job.objects.for_user(user).filter(Q(state="failed")).count(),
+        "failed_jobs_24h": Job.objects.for_user(user)
+        .filter(state=JobState.FAILED, finished_at__gte=since)
+        .count(),
     }
 
 

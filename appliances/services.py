@@ -74,7 +74,7 @@ def push_config(server: ProtectedServer) -> str | None:
     from appliances import sync
     from appliances.client import AgentError, TransportError
 
-    if server.appliance.state != "online":
+    if not server.appliance.takes_jobs:
         return (
             f"{server.appliance.name} is not online; the change will be sent with the next backup."
         )

@@ -79,7 +79,8 @@ def _taken_at(point: dict) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _point_fields(point: dict) -> dict:
+def point_fields(point: dict) -> dict:
+    """The RecoveryPoint fields of one of the agent's point records."""
     tier = point.get("tier") or Tier.INTRADAY
     fields = {
         "volume": str(point.get("volume", ""))[:64],
@@ -107,7 +108,7 @@ def apply_points(appliance: Appliance, points: list[dict]) -> int:
         server = servers.get(point.get("server"))
         if server is None or not point.get("id"):
             continue
-        fields = _point_fields(point)
+        fields = point_fields(point)
         seen[server.pk].add(point["id"])
         current = existing.get((server.pk, point["id"]))
         if current is None:
@@ -121,6 +122,15 @@ def apply_points(appliance: Appliance, points: list[dict]) -> int:
         if agent_id not in seen.get(server_id, set()):
             point.delete()  # rolled up or pruned on the appliance
     return created
+
+
+def record_point(server: ProtectedServer, point: dict) -> RecoveryPoint:
+    """Add (or update) one point the agent reported, e.g. the one a backup job just made; the
+    poller's full mirror (``apply_points``) settles tiers and removals later."""
+    recovery_point, _ = RecoveryPoint.objects.update_or_create(
+        server=server, agent_id=point["id"], defaults=point_fields(point)
+    )
+    return recovery_point
 
 
 def poll_appliance(appliance: Appliance) -> dict:

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
-from appliances import backups, sync
-from appliances.models import Appliance, ApplianceState
+from appliances import jobs, sync
+from appliances.models import Appliance, ApplianceState, Job
 
 
 @shared_task(acks_late=True)
 def run_job(job_id: int) -> None:
-    job = backups.dispatch_job(job_id)
+    job = jobs.dispatch_job(job_id)
     if job.is_active and not settings.CELERY_TASK_ALWAYS_EAGER:
         follow_job.delay(job.pk)
 
 
 @shared_task(acks_late=True)
 def follow_job(job_id: int) -> None:
-    backups.follow_job(job_id)
+    jobs.follow_job(job_id)
+
+
+@shared_task
+def stop_if_stalled(job_id: int) -> None:
+    job = Job.objects.select_related("appliance", "server").get(pk=job_id)
+    jobs.stop_if_stalled(job, now=timezone.now())
 
 
 @shared_task
@@ -32,13 +39,19 @@ def poll_appliance(appliance_id: int) -> None:
 
 @shared_task
 def poll_all_appliances() -> None:
+    """Mirror every appliance, re-follow jobs whose follower went quiet, and stop jobs that
+    have not moved for their kind's stall limit."""
+    now = timezone.now()
     ids = Appliance.objects.exclude(
         state__in=[ApplianceState.NEW, ApplianceState.RETIRED, ApplianceState.HOST_KEY_MISMATCH]
     ).values_list("pk", flat=True)
     for appliance_id in ids:
         poll_appliance.delay(appliance_id)
-    for job in backups.stale_jobs():
-        follow_job.delay(job.pk)
+    stalled = set(jobs.stalled_jobs(now).values_list("pk", flat=True))
+    for job_id in stalled:
+        stop_if_stalled.delay(job_id)
+    for job_id in jobs.stale_followers(now).exclude(pk__in=stalled).values_list("pk", flat=True):
+        follow_job.delay(job_id)
 
 
 @shared_task

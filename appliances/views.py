@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from appliances import backups, enrolment, selectors, services, sync
+from appliances import backups, enrolment, jobs, selectors, services, sync
 from appliances.forms import ApplianceForm, PinHostKeyForm, RetentionForm, ScheduleForm, ServerForm
 from appliances.models import Appliance, Job, ProtectedServer
 from portal.access import msp_required
@@ -184,16 +184,16 @@ def _pushed(request, server, text):
 @msp_required
 @require_POST
 def server_backup_now(request, server_pk: int):
-    return _start_job(request, server_pk, backups.start_backup)
+    return _queued_job_page(request, server_pk, backups.start_backup)
 
 
 @msp_required
 @require_POST
 def server_verify_now(request, server_pk: int):
-    return _start_job(request, server_pk, backups.start_verify)
+    return _queued_job_page(request, server_pk, backups.start_verify)
 
 
-def _start_job(request, server_pk: int, start):
+def _queued_job_page(request, server_pk: int, start):
     server = get_for_user(ProtectedServer, request.user, pk=server_pk)
     try:
         job = start(server, actor=request.user, request=request)
@@ -221,7 +221,7 @@ def job_progress(request, job_pk: int):
     job = get_for_user(Job, request.user, pk=job_pk)
     if settings.CELERY_TASK_ALWAYS_EAGER and job.is_active:
         # Without a broker there is no follower task: the page's polling drives progress.
-        job = backups.refresh_job(job)
+        job = jobs.refresh_job(job)
     return render(request, "appliances/partials/job_progress.html", {"job": job})
 
 

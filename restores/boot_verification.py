@@ -33,7 +33,7 @@ def sync_results(appliance: Appliance, agent: AgentClient) -> int:
         server__appliance=appliance, agent_id__in=list(by_point)
     ).select_related("server")
     changed = 0
-    for point in points.defer("boot_screenshot"):
+    for point in points:
         result = by_point[point.agent_id]
         checked_at = parse_datetime(result["checked_at"].replace("Z", "+00:00"))
         if checked_at is None or point.boot_checked_at == checked_at:

@@ -3,7 +3,8 @@
 The path of the bytes: noVNC in the browser -> websocket to ``manage.py console_proxy``
 (restores/console_proxy.py) with a token from ``issue_token`` -> ``open_console`` opens the
 appliance's rpc over the usual pinned SSH connection (or the local agent in demo mode) and calls
-``vm.console`` -> the agent relays to qemu's VNC Unix socket. Nothing new listens on the
+``vm.console`` (``AgentClient.open_relay``: only appliances/client.py writes protocol lines)
+-> the agent relays to qemu's VNC Unix socket. Nothing new listens on the
 appliance and its ``restrict``ed key needs no port forwarding.
 
 Tokens are signed (``django.core.signing``, salt ``bdr.vm-console``), live
@@ -14,7 +15,6 @@ process; several proxy processes need a shared cache (Redis) for "once" to hold 
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass, field
 
@@ -25,7 +25,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404
 
 from appliances import sync
-from appliances.client import AgentClient, TransportError
+from appliances.client import AgentClient, AgentError, TransportError
 from portal import audit
 from portal.models import User
 from portal.tenancy import get_for_user
@@ -116,38 +116,14 @@ def open_console(vm: VirtualMachine) -> ConsoleSession:
     except (TransportError, sync.ApplianceUnavailable) as exc:
         raise ConsoleRefused(f"the appliance is unreachable: {exc}") from None
     try:
-        pending = _call_console(agent, vm.agent_id)
+        _, pending = agent.open_relay("vm.console", vm_id=vm.agent_id)
+    except AgentError as exc:
+        agent.close()
+        raise ConsoleRefused(f"the appliance refused the console: {exc}") from None
+    except TransportError as exc:
+        agent.close()
+        raise ConsoleRefused(f"connection to the appliance lost: {exc}") from None
     except BaseException:
         agent.close()
         raise
     return ConsoleSession(agent, pending)
-
-
-def _call_console(agent: AgentClient, vm_id: str) -> bytes:
-    """Send ``vm.console`` and read its answer line with raw reads (a buffered reader would
-    keep RFB bytes that follow the line); what came after the line is returned."""
-    agent.next_id += 1
-    request = {"id": agent.next_id, "method": "vm.console", "params": {"vm_id": vm_id}}
-    stream = agent.stream
-    try:
-        stream.wfile.write(json.dumps(request).encode() + b"\n")
-        stream.wfile.flush()
-        buffer = b""
-        while b"\n" not in buffer:
-            data = stream.read_some(65536)
-            if not data:
-                raise ConsoleRefused("the appliance closed the connection")
-            buffer += data
-            if len(buffer) > 1 << 20:
-                raise ConsoleRefused("the appliance sent something that is not the protocol")
-    except (OSError, TimeoutError) as exc:
-        raise ConsoleRefused(f"connection to the appliance lost: {exc}") from None
-    line, _, rest = buffer.partition(b"\n")
-    try:
-        answer = json.loads(line)
-    except json.JSONDecodeError:
-        raise ConsoleRefused("the appliance sent something that is not the protocol") from None
-    if not answer.get("ok"):
-        message = (answer.get("error") or {}).get("message", "unknown error")
-        raise ConsoleRefused(f"the appliance refused the console: {message}")
-    return rest

@@ -8,6 +8,14 @@ from appliances.models import ProtectedServer
 from portal.tenancy import TenantManager
 
 
+class RecoveryPointManager(TenantManager):
+    """Every query of points leaves the boot screenshot (a PNG) out; reading
+    ``point.boot_screenshot`` loads it, which only the view that serves it does."""
+
+    def get_queryset(self):
+        return super().get_queryset().defer("boot_screenshot")
+
+
 class Tier(models.TextChoices):
     INTRADAY = "intraday", "Intraday"
     DAILY = "daily", "Daily"
@@ -36,7 +44,7 @@ class RecoveryPoint(models.Model):
     boot_screenshot = models.BinaryField(null=True, blank=True)
 
     tenant_path = "server__appliance__customer"
-    objects = TenantManager()
+    objects = RecoveryPointManager()
 
     class Meta:
         ordering = ["-taken_at", "-id"]
@@ -56,6 +64,9 @@ class VmState(models.TextChoices):
     STOPPING = "stopping", "Stopping"
     STOPPED = "stopped", "Stopped"
     FAILED = "failed", "Failed"
+
+
+ACTIVE_VM_STATES = (VmState.STARTING, VmState.RUNNING, VmState.STOPPING)
 
 
 class VmNetwork(models.TextChoices):
@@ -95,4 +106,4 @@ class VirtualMachine(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.state in (VmState.STARTING, VmState.RUNNING, VmState.STOPPING)
+        return self.state in ACTIVE_VM_STATES

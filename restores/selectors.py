@@ -19,9 +19,7 @@ def restorable_servers(user: User) -> QuerySet[ProtectedServer]:
 
 
 def points_of(user: User, server: ProtectedServer) -> QuerySet[RecoveryPoint]:
-    # The boot screenshot is served by its own view; a list page never loads the PNGs.
-    points = RecoveryPoint.objects.for_user(user).filter(server=server).defer("boot_screenshot")
-    return points.order_by("-taken_at")
+    return RecoveryPoint.objects.for_user(user).filter(server=server).order_by("-taken_at")
 
 
 def point_for(user: User, point_pk: int) -> RecoveryPoint:

@@ -8,18 +8,18 @@ stream from the appliance through the portal in windows of a few MiB (bounded me
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.core import signing
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
 from django.http import Http404
 
-from appliances import sync
-from appliances.client import AgentError, TransportError
-from appliances.models import Job, JobKind
+from appliances import jobs, sync
+from appliances.client import AgentClient, AgentError, TransportError
+from appliances.models import Appliance, Job, JobKind
 from portal import audit
 from portal.models import User
 from portal.tenancy import get_for_user
@@ -58,13 +58,15 @@ def _refused(user: User, point: RecoveryPoint, path: str, request=None) -> PathR
     return PathRefused(path)
 
 
-def _agent_call(point: RecoveryPoint, method: str, **params):
+@contextlib.contextmanager
+def appliance_session(appliance: Appliance) -> Iterator[AgentClient]:
+    """One rpc session with the appliance for all the calls of one page or download; a
+    connection problem, when opening or later in the block, is RestoreUnavailable."""
     try:
-        with sync.open_agent(point.server.appliance, retries=()) as agent:
-            return agent.call(method, point=point.agent_id, **params)
+        with sync.open_agent(appliance, retries=()) as agent:
+            yield agent
     except (TransportError, sync.ApplianceUnavailable) as exc:
-        name = point.server.appliance.name
-        raise RestoreUnavailable(f"{name} cannot be reached: {exc}") from None
+        raise RestoreUnavailable(f"{appliance.name} cannot be reached: {exc}") from None
 
 
 def _checked(user, point, path, request):
@@ -85,19 +87,31 @@ def _agent_errors(user, point, path, request, fn):
         raise RestoreUnavailable(str(exc)) from None
 
 
-def partitions(user: User, point: RecoveryPoint) -> list[dict]:
+def _files_call(agent: AgentClient, point: RecoveryPoint, method: str, **params):
+    return agent.call(method, point=point.agent_id, **params)
+
+
+def partitions(agent: AgentClient, user: User, point: RecoveryPoint) -> list[dict]:
     """The point's partitions and the filesystem in each (only readable ones are browsable)."""
-    return _agent_errors(user, point, "/", None, lambda: _agent_call(point, "files.partitions"))
+    return _agent_errors(
+        user, point, "/", None, lambda: _files_call(agent, point, "files.partitions")
+    )
 
 
 def browse(
-    user: User, point: RecoveryPoint, path: str, partition: int | None, *, request=None
+    agent: AgentClient,
+    user: User,
+    point: RecoveryPoint,
+    path: str,
+    partition: int | None,
+    *,
+    request=None,
 ) -> dict:
     """A directory listing of ``path`` in the point; audited."""
     path = _checked(user, point, path, request)
     params = {"path": path} | ({"partition": partition} if partition is not None else {})
     listing = _agent_errors(
-        user, point, path, request, lambda: _agent_call(point, "files.ls", **params)
+        user, point, path, request, lambda: _files_call(agent, point, "files.ls", **params)
     )
     audit.record(user, "restore.browse", point, request=request,
                  detail={"path": path, "partition": listing["partition"]})  # fmt: skip
@@ -115,9 +129,10 @@ def search(
     params = {"glob": glob, "limit": 500}
     if partition is not None:
         params["partition"] = partition
-    result = _agent_errors(
-        user, point, pattern, request, lambda: _agent_call(point, "files.find", **params)
-    )
+    with appliance_session(point.server.appliance) as agent:
+        result = _agent_errors(
+            user, point, pattern, request, lambda: _files_call(agent, point, "files.find", **params)
+        )
     audit.record(user, "restore.search", point, request=request,
                  detail={"pattern": pattern, "found": len(result["matches"])})  # fmt: skip
     return result
@@ -178,66 +193,84 @@ def download_name(download: Download) -> str:
 def start_download(
     user: User, download: Download, *, request=None
 ) -> tuple[int | None, Iterator[bytes]]:
-    """(size if known, the bytes in pieces) of a download; audited when it starts."""
+    """(size if known, the bytes in pieces) of a download, in one session with the appliance
+    that stays open until the last byte is sent (or the response is closed); audited."""
     point = download.point
     paths = [p.rstrip("/") or "/" for p in download.paths]
     part = {"partition": download.partition} if download.partition is not None else {}
-    size = None
-    if not download.is_zip:
-        entry = _agent_errors(
-            user, point, paths[0], request,
-            lambda: _agent_call(point, "files.stat", path=paths[0], **part),
-        )  # fmt: skip
-        if entry["type"] != "file":
-            raise Http404("Not a file.")
-        size = entry["size"]
+    with contextlib.ExitStack() as session:
+        agent = session.enter_context(appliance_session(point.server.appliance))
+        size = None if download.is_zip else _file_size(agent, user, point, paths[0], part, request)
+        session = session.pop_all()  # from here the stream owns the session
     audit.record(user, "restore.download", point, request=request,
                  detail={"paths": paths[:50], "zip": download.is_zip, "size": size})  # fmt: skip
-    return size, _stream(point, paths, part, download.is_zip)
+    pieces = (
+        _zip_pieces(agent, point, paths, part)
+        if download.is_zip
+        else _file_pieces(agent, "files.cat", point=point.agent_id, path=paths[0], **part)
+    )
+    return size, SessionStream(session, pieces)
 
 
-def _stream(point: RecoveryPoint, paths: list[str], part: dict, is_zip: bool) -> Iterator[bytes]:
-    with sync.open_agent(point.server.appliance, retries=()) as agent:
-        if is_zip:
-            stream = agent.call("files.zip", point=point.agent_id, paths=paths, **part)["stream"]
-            while True:
-                meta, data = agent.call_binary("files.zip.read", stream=stream, max=WINDOW)
-                if data:
-                    yield data
-                if meta["eof"]:
-                    return
-        offset = 0
-        while True:
-            meta, data = agent.call_binary("files.cat", point=point.agent_id, path=paths[0],
-                                           offset=offset, length=WINDOW, **part)  # fmt: skip
-            if data:
-                yield data
-            offset += len(data)
-            if meta["eof"] or not data:
-                return
+def _file_size(agent, user, point, path, part, request) -> int:
+    stat = lambda: _files_call(agent, point, "files.stat", path=path, **part)  # noqa: E731
+    entry = _agent_errors(user, point, path, request, stat)
+    if entry["type"] != "file":
+        raise Http404("Not a file.")
+    return entry["size"]
+
+
+class SessionStream:
+    """Bytes read in an open appliance session, for a StreamingHttpResponse: the session ends
+    with the last piece, or when the response is closed (Django calls ``close``) even if the
+    client went away before reading anything."""
+
+    def __init__(self, session: contextlib.ExitStack, pieces: Iterator[bytes]):
+        self.session, self.pieces, self.closed = session, pieces, False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self.pieces
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.pieces.close()
+            self.session.close()
+
+
+def _zip_pieces(agent: AgentClient, point, paths: list[str], part: dict) -> Iterator[bytes]:
+    stream = agent.call("files.zip", point=point.agent_id, paths=paths, **part)["stream"]
+    while True:
+        meta, data = agent.call_binary("files.zip.read", stream=stream, max=WINDOW)
+        if data:
+            yield data
+        if meta["eof"]:
+            return
+
+
+def _file_pieces(agent: AgentClient, method: str, **params) -> Iterator[bytes]:
+    """A file read in windows with ``method`` (files.cat, exports.read) until its end."""
+    offset = 0
+    while True:
+        meta, data = agent.call_binary(method, offset=offset, length=WINDOW, **params)
+        if data:
+            yield data
+        offset += len(data)
+        if meta["eof"] or not data:
+            return
 
 
 # -- jobs ---------------------------------------------------------------------------------
 
 
-def _start_job(user: User, point: RecoveryPoint, kind: str, params: dict, action: str,
-               request) -> Job:  # fmt: skip
-    server = point.server
-    if server.appliance.state != "online":
-        raise ValidationError(
-            f"{server.appliance.name} is {server.appliance.get_state_display().lower()}."
-        )
-    try:
-        with transaction.atomic():
-            job = Job.objects.create(appliance=server.appliance, server=server, kind=kind,
-                                     requested_by=user, params=params)  # fmt: skip
-    except IntegrityError:
-        raise ValidationError(f"A {kind} of {server} is already running.") from None
-    audit.record(user, action, point, request=request, detail={"job": job.pk, **params})
-    from appliances import tasks
-
-    transaction.on_commit(lambda: tasks.run_job.delay(job.pk))
-    return job
+def _queue_for_point(user: User, point: RecoveryPoint, kind: str, params: dict, action: str,
+                     request) -> Job:  # fmt: skip
+    return jobs.queue_job(kind, point.server.appliance, server=point.server, params=params,
+                          actor=user, request=request, audit_as=(action, point),
+                          detail=params)  # fmt: skip
 
 
 def put_back(user: User, point: RecoveryPoint, paths: list[str], dest: str,
@@ -253,7 +286,7 @@ def put_back(user: User, point: RecoveryPoint, paths: list[str], dest: str,
     params = {"point": point.agent_id, "paths": cleaned, "dest": dest, "overwrite": overwrite}
     if partition is not None:
         params["partition"] = partition
-    return _start_job(user, point, JobKind.RESTORE, params, "restore.put_back", request)
+    return _queue_for_point(user, point, JobKind.RESTORE, params, "restore.put_back", request)
 
 
 def export_volume(user: User, point: RecoveryPoint, dest: str, fmt: str, *, request=None,
@@ -262,15 +295,15 @@ def export_volume(user: User, point: RecoveryPoint, dest: str, fmt: str, *, requ
     appliance, or (``download``) into the appliance's exports folder, to be downloaded."""
     if fmt not in FORMATS:
         raise ValidationError(f"Unknown format {fmt}.")
+    params = {"point": point.agent_id, "format": fmt}
     if download:
-        params = {"point": point.agent_id, "format": fmt, "download": True}
-        return _start_job(user, point, JobKind.EXPORT, params, "restore.export", request)
-    try:
-        dest = clean_path(dest)
-    except PathRefused:
-        raise ValidationError("The folder must be an absolute path without '..'.") from None
-    params = {"point": point.agent_id, "dest": dest, "format": fmt}
-    return _start_job(user, point, JobKind.EXPORT, params, "restore.export", request)
+        params["download"] = True
+    else:
+        try:
+            params["dest"] = clean_path(dest)
+        except PathRefused:
+            raise ValidationError("The folder must be an absolute path without '..'.") from None
+    return _queue_for_point(user, point, JobKind.EXPORT, params, "restore.export", request)
 
 
 def bare_metal(user: User, point: RecoveryPoint, target: str, port: int, host_key: str,
@@ -280,7 +313,7 @@ def bare_metal(user: User, point: RecoveryPoint, target: str, port: int, host_ke
         raise ValidationError("Paste the target's SSH host key (type and key).")
     params = {"point": point.agent_id, "target": target, "port": port,
               "host_key": " ".join(host_key.split()[:2]), "dest": dest}  # fmt: skip
-    return _start_job(user, point, JobKind.RESTORE, params, "restore.bare_metal", request)
+    return _queue_for_point(user, point, JobKind.RESTORE, params, "restore.bare_metal", request)
 
 
 def export_download(user: User, job: Job, *, request=None) -> tuple[str, int, Iterator[bytes]]:
@@ -296,15 +329,9 @@ def export_download(user: User, job: Job, *, request=None) -> tuple[str, int, It
 
 
 def _export_stream(appliance, name: str) -> Iterator[bytes]:
-    with sync.open_agent(appliance, retries=()) as agent:
-        offset = 0
-        while True:
-            meta, data = agent.call_binary("exports.read", name=name, offset=offset, length=WINDOW)
-            if data:
-                yield data
-            offset += len(data)
-            if meta["eof"] or not data:
-                return
+    session = contextlib.ExitStack()
+    agent = session.enter_context(appliance_session(appliance))
+    return SessionStream(session, _file_pieces(agent, "exports.read", name=name))
 
 
 def job_eta_seconds(job: Job) -> float | None:

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_POST
 
-from appliances import backups
+from appliances import jobs
 from appliances.models import Job, ProtectedServer
 from portal.access import msp_required, roles_required
 from portal.models import Role
@@ -73,8 +73,10 @@ def browse(request, point_pk: int):
     path = request.GET.get("path") or "/"
     partition = _partition(request)
     try:
-        parts = services.partitions(request.user, point)
-        listing = services.browse(request.user, point, path, partition, request=request)
+        with services.appliance_session(point.server.appliance) as agent:
+            parts = services.partitions(agent, request.user, point)
+            listing = services.browse(agent, request.user, point, path, partition,
+                                      request=request)  # fmt: skip
     except services.PathRefused:
         return _not_found(request, "That folder is not in this backup.")
     except services.RestoreUnavailable as exc:
@@ -209,7 +211,10 @@ def job(request, job_pk: int):
 def export_download(request, job_pk: int):
     """Stream a finished export image from the appliance to the technician."""
     job = get_for_user(Job, request.user, pk=job_pk)
-    name, size, body = services.export_download(request.user, job, request=request)
+    try:
+        name, size, body = services.export_download(request.user, job, request=request)
+    except services.RestoreUnavailable as exc:
+        return render(request, "restores/unavailable.html", {"message": str(exc)})
     response = StreamingHttpResponse(body, content_type="application/octet-stream")
     response["Content-Disposition"] = content_disposition_header(True, name)
     if size:
@@ -224,7 +229,7 @@ def job_progress(request, job_pk: int):
     from django.conf import settings
 
     if settings.CELERY_TASK_ALWAYS_EAGER and job.is_active:
-        job = backups.refresh_job(job)
+        job = jobs.refresh_job(job)
     return render(request, "restores/partials/job_progress.html", _job_context(request, job))
 
 

@@ -10,26 +10,25 @@ agent is the truth and ``refresh_vm`` reads it again.
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from appliances import sync
-from appliances.client import AgentError, TransportError
+from appliances import jobs, sync
+from appliances.client import AgentClient, AgentError, TransportError
 from appliances.models import Job, JobKind
 from portal import audit
 from portal.models import User
 from restores.models import RecoveryPoint, VirtualMachine, VmNetwork, VmState
 
-# What a VM may take on each appliance model (V1 is the small box).
-VM_LIMITS = {"V1": {"cpus": 2, "memory_mib": 4096}, "V2": {"cpus": 8, "memory_mib": 16384}}
+UNREACHABLE = (TransportError, sync.ApplianceUnavailable)
+SETTLE_SECONDS = 10
 
 
 def vm_profile(point: RecoveryPoint) -> tuple[int, int]:
     """CPUs and memory for a VM of ``point``: the server's profile within the model's limits."""
     server = point.server
-    limits = VM_LIMITS.get(server.appliance.model, VM_LIMITS["V1"])
-    return min(server.cpus, limits["cpus"]), min(server.memory_mib, limits["memory_mib"])
+    limits = server.appliance.limits
+    return min(server.cpus, limits.vm_cpus), min(server.memory_mib, limits.vm_memory_mib)
 
 
 def start_vm(
@@ -39,43 +38,37 @@ def start_vm(
     if net not in VmNetwork.values:
         raise ValidationError(f"Unknown network mode {net!r}.")
     server = point.server
-    if server.appliance.state != "online":
-        raise ValidationError(
-            f"{server.appliance.name} is {server.appliance.get_state_display().lower()}."
-        )
     cpus, memory = vm_profile(point)
     params = {"point": point.agent_id, "net": net, "cpus": cpus, "memory_mib": memory}
     if server.mac_address:
         params["mac"] = server.mac_address
-    try:
-        with transaction.atomic():
-            job = Job.objects.create(
-                appliance=server.appliance,
-                server=server,
-                kind=JobKind.VIRTUALIZE,
-                requested_by=actor if actor and actor.is_authenticated else None,
-                params=params,
-            )
-            vm = VirtualMachine.objects.create(
-                server=server, point=point, job=job, net=net, cpus=cpus, memory_mib=memory
-            )
-    except IntegrityError:
-        raise ValidationError(f"A VM of {server} is already running.") from None
-    audit.record(actor, "vm.start", server, request=request, detail={"job": job.pk, "vm": vm.pk})
-    from appliances import tasks
 
-    transaction.on_commit(lambda: tasks.run_job.delay(job.pk))
-    return vm
+    def make_vm(job) -> dict:
+        vm = VirtualMachine.objects.create(
+            server=server, point=point, job=job, net=net, cpus=cpus, memory_mib=memory
+        )
+        return {"vm": vm.pk}
+
+    job = jobs.queue_job(JobKind.VIRTUALIZE, server.appliance, server=server, params=params,
+                         actor=actor, request=request, audit_as=("vm.start", server),
+                         with_job=make_vm)  # fmt: skip
+    return job.vm  # set when make_vm created it
 
 
-def refresh_vm(vm: VirtualMachine) -> VirtualMachine:
-    """Read the VM's record from the appliance again (no-op when it is unreachable)."""
-    if not vm.is_active and vm.agent_id:
+def refresh_vm(vm: VirtualMachine, agent: AgentClient | None = None) -> VirtualMachine:
+    """Read the VM's record from the appliance again, in ``agent``'s session if given (no-op
+    when the appliance is unreachable)."""
+    if not vm.is_active and vm.agent_id and not (vm.job and vm.job.is_active):
         return vm
+    if agent is None:
+        try:
+            with sync.open_agent(vm.server.appliance) as agent:
+                return refresh_vm(vm, agent)
+        except UNREACHABLE:
+            return vm
     try:
-        with sync.open_agent(vm.server.appliance) as agent:
-            records = agent.call("vm.list", server=vm.server.name)
-    except (AgentError, TransportError, sync.ApplianceUnavailable):
+        records = agent.call("vm.list", server=vm.server.name)
+    except AgentError:
         return vm
     ref = f"portal-job-{vm.job_id}"
     record = next((r for r in records if r.get("ref") == ref), None)
@@ -92,35 +85,37 @@ def refresh_vm(vm: VirtualMachine) -> VirtualMachine:
         if record.get(field):
             setattr(vm, field, parse_datetime(record[field].replace("Z", "+00:00")))
     vm.save()
-    _settle_job(vm)
+    _settle_job(vm, agent)
     return vm
 
 
-def _settle_job(vm: VirtualMachine) -> None:
+def _settle_job(vm: VirtualMachine, agent: AgentClient) -> None:
     """A VM that ended ends its Job too (failed with the agent's reason if qemu died): in
     demo mode nothing follows a VM's job, and a follower may be asleep for minutes."""
     if vm.is_active or vm.job is None or not vm.job.is_active:
         return
-    from appliances import backups
-
-    backups.refresh_job(vm.job)
+    # The VM's supervisor records the job's end a moment after the VM stops: wait for it.
+    try:
+        jobs.follow_in_session(vm.job, agent, timeout=SETTLE_SECONDS)
+    except AgentError:
+        jobs.refresh_job(vm.job, agent=agent)
 
 
 def stop_vm(vm: VirtualMachine, *, actor: User | None, request=None, force: bool = False) -> None:
-    """Shut the VM down (ACPI power button) or, with ``force``, power it off."""
-    vm = refresh_vm(vm)
-    if not vm.agent_id or not vm.is_active:
-        raise ValidationError("This VM is not running.")
+    """Shut the VM down (ACPI power button) or, with ``force``, power it off: one session."""
     try:
         with sync.open_agent(vm.server.appliance) as agent:
+            vm = refresh_vm(vm, agent)
+            if not vm.agent_id or not vm.is_active:
+                raise ValidationError("This VM is not running.")
             record = agent.call("vm.stop", vm_id=vm.agent_id, force=force)
-    except (AgentError, TransportError, sync.ApplianceUnavailable) as exc:
+            vm.state = record["state"]
+            if vm.state == VmState.STOPPED:
+                vm.stopped_at = timezone.now()
+            vm.save(update_fields=["state", "stopped_at"])
+            _settle_job(vm, agent)
+    except (AgentError, *UNREACHABLE) as exc:
         raise ValidationError(f"The appliance did not take the request: {exc}") from None
-    vm.state = record["state"]
-    if vm.state == VmState.STOPPED:
-        vm.stopped_at = timezone.now()
-    vm.save(update_fields=["state", "stopped_at"])
-    _settle_job(vm)
     audit.record(
         actor,
         "vm.poweroff" if force else "vm.shutdown",
@@ -137,6 +132,14 @@ def screenshot(vm: VirtualMachine) -> bytes:
     try:
         with sync.open_agent(vm.server.appliance) as agent:
             _, png = agent.call_binary("vm.screenshot", vm_id=vm.agent_id)
-    except (AgentError, TransportError, sync.ApplianceUnavailable):
+    except (AgentError, *UNREACHABLE):
         return b""
     return png
+
+
+def start_bootcheck(point: RecoveryPoint, *, actor: User | None, request=None) -> Job:
+    """Queue a boot check of ``point`` now: boot it with no network, wait for it to come up,
+    keep a screenshot, power off (the appliance also schedules these itself)."""
+    return jobs.queue_job(JobKind.BOOTCHECK, point.server.appliance, server=point.server,
+                          params={"point": point.agent_id}, actor=actor, request=request,
+                          audit_as=("bootcheck.start", point))  # fmt: skip

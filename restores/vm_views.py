@@ -19,7 +19,11 @@ from restores.models import RecoveryPoint, VirtualMachine, VmNetwork
 
 @msp_required
 def vm_list(request):
-    vms = VirtualMachine.objects.for_user(request.user).select_related("server", "point")[:200]
+    vms = (
+        VirtualMachine.objects.for_user(request.user)
+        .select_related("server", "point")
+        .defer("point__boot_screenshot")[:200]
+    )
     return render(request, "restores/vm_list.html", {"vms": vms})
 
 
@@ -94,6 +98,6 @@ def vm_stop(request, vm_pk: int):
 @msp_required
 def point_boot_screenshot(request, point_pk: int):
     point = get_for_user(RecoveryPoint, request.user, pk=point_pk)
-    if not point.boot_screenshot:
+    if not point.boot_screenshot:  # deferred by the manager: loaded here
         return HttpResponse(status=404)
     return HttpResponse(bytes(point.boot_screenshot), content_type="image/png")

@@ -87,3 +87,25 @@ def test_api_cannot_add_a_server_to_another_customers_appliance(client, db):
     )
     assert response.status_code == 404
     assert not appliance.servers.exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "asked", "given"),
+    [("V1", (16, 65536), (2, 4096)), ("V2", (16, 65536), (8, 16384)), ("V2", (4, 8192), (4, 8192))],
+)
+def test_a_vms_cpus_and_memory_are_cut_to_the_model_table(db, model, asked, given):
+    from restores.virtualization import vm_profile
+    from tests.factories import ProtectedServerFactory, RecoveryPointFactory
+
+    server = ProtectedServerFactory(appliance=ApplianceFactory(model=model), cpus=asked[0],
+                                    memory_mib=asked[1])  # fmt: skip
+    assert vm_profile(RecoveryPointFactory(server=server)) == given
+
+
+def test_capacity_of_a_new_appliance_comes_from_the_model_table(db):
+    from tests.factories import SiteFactory
+
+    site = SiteFactory()
+    appliance = services.create_appliance(actor=None, serial="CAP-1", name="cap", model="V2",
+                                          customer=site.customer, site=site)  # fmt: skip
+    assert appliance.capacity_bytes == 2 * 10**12

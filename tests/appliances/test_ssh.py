@@ -4,19 +4,18 @@ import html
 import json
 import os
 import signal
-import time
 
 import paramiko
 import pytest
 from django.urls import reverse
 
-from appliances import backups, enrolment, sync, transport
+from appliances import backups, enrolment, jobs, sync, transport
 from appliances.client import AgentClient, AuthenticationFailed, connect
 from appliances.models import Alert, ApplianceState, Job, JobState
 from portal.models import Role
 from restores.models import RecoveryPoint
 from tests.factories import ApplianceFactory, UserFactory
-from tests.support.agent_store import agent, agent_json
+from tests.support.agent_store import agent, agent_json, job_child_pid
 
 pytestmark = pytest.mark.django_db
 
@@ -135,7 +134,7 @@ def test_back_up_now_makes_a_recovery_point_appear(
         response = client.post(reverse("server_backup_now", args=[protected_server.pk]))
     job = Job.objects.get()
     assert response["Location"] == reverse("job_detail", args=[job.pk])
-    job = backups.follow_job(job.pk, max_seconds=120)
+    job = jobs.follow_job(job.pk, max_seconds=120)
     assert job.state == JobState.SUCCEEDED, job.error
     assert job.bytes_total == 16 << 20 and job.bytes_done == job.bytes_total
     point = RecoveryPoint.objects.get(server=protected_server)
@@ -158,11 +157,11 @@ def test_dispatch_twice_starts_one_agent_job(protected_server, agent_store):
     job = Job.objects.create(
         appliance=protected_server.appliance, server=protected_server, kind="backup"
     )
-    first = backups.dispatch_job(job.pk)
+    first = jobs.dispatch_job(job.pk)
     Job.objects.filter(pk=job.pk).update(state=JobState.QUEUED)  # as if redelivered before it saved
-    second = backups.dispatch_job(job.pk)
+    second = jobs.dispatch_job(job.pk)
     assert first.agent_job_id == second.agent_job_id
-    backups.follow_job(job.pk, max_seconds=120)
+    jobs.follow_job(job.pk, max_seconds=120)
     assert len(agent_json(agent_store, "points")) == 1
 
 
@@ -176,7 +175,7 @@ def test_ssh_connection_killed_mid_backup_leaves_backup_running_and_portal_catch
     job = Job.objects.create(
         appliance=protected_server.appliance, server=protected_server, kind="backup"
     )
-    job = backups.dispatch_job(job.pk)
+    job = jobs.dispatch_job(job.pk)
     assert job.state == JobState.RUNNING
     sshd.stop()  # every SSH session dies with the daemon
     record = json.loads(
@@ -184,7 +183,7 @@ def test_ssh_connection_killed_mid_backup_leaves_backup_running_and_portal_catch
     )
     assert record["state"] in ("queued", "running")  # the backup outlives the connection
     sshd.process = _start(sshd.dir / "sshd_config", sshd.port)
-    job = backups.follow_job(job.pk, max_seconds=120)
+    job = jobs.follow_job(job.pk, max_seconds=120)
     assert job.state == JobState.SUCCEEDED, job.error
     assert job.bytes_done == job.bytes_total == 512 << 20
     assert RecoveryPoint.objects.filter(server=protected_server).count() == 1
@@ -197,8 +196,8 @@ def test_agent_killed_mid_backup_gives_a_failed_job_and_no_damaged_point(
     first = Job.objects.create(
         appliance=protected_server.appliance, server=protected_server, kind="backup"
     )
-    backups.dispatch_job(first.pk)
-    assert backups.follow_job(first.pk, max_seconds=120).state == JobState.SUCCEEDED
+    jobs.dispatch_job(first.pk)
+    assert jobs.follow_job(first.pk, max_seconds=120).state == JobState.SUCCEEDED
     # A big second volume so that the backup is still running when we kill it.
     from tests.support.agent_store import make_volume
 
@@ -206,15 +205,9 @@ def test_agent_killed_mid_backup_gives_a_failed_job_and_no_damaged_point(
     job = Job.objects.create(
         appliance=protected_server.appliance, server=protected_server, kind="backup"
     )
-    job = backups.dispatch_job(job.pk)
-    with connect(protected_server.appliance) as client:
-        for _ in range(200):
-            record = client.call("jobs.status", id=job.agent_job_id)
-            if record.get("child_pid"):
-                break
-            time.sleep(0.02)
-        os.kill(record["child_pid"], signal.SIGKILL)
-    job = backups.follow_job(job.pk, max_seconds=120)
+    job = jobs.dispatch_job(job.pk)
+    os.kill(job_child_pid(protected_server.appliance, job.agent_job_id), signal.SIGKILL)
+    job = jobs.follow_job(job.pk, max_seconds=120)
     assert job.state == JobState.FAILED
     assert "killed by signal 9" in job.error and "no recovery point was written" in job.error
     assert Alert.objects.filter(kind="backup_failed").exists()
@@ -314,14 +307,14 @@ def test_bad_schedule_is_a_form_error_and_nothing_is_pushed(protected_server, cl
 
 def _back_up(server):
     job = Job.objects.create(appliance=server.appliance, server=server, kind="backup")
-    backups.dispatch_job(job.pk)
-    assert backups.follow_job(job.pk, max_seconds=120).state == JobState.SUCCEEDED
+    jobs.dispatch_job(job.pk)
+    assert jobs.follow_job(job.pk, max_seconds=120).state == JobState.SUCCEEDED
 
 
 def _verify(server):
     job = backups.start_verify(server, actor=None)
-    backups.dispatch_job(job.pk)
-    return backups.follow_job(job.pk, max_seconds=120)
+    jobs.dispatch_job(job.pk)
+    return jobs.follow_job(job.pk, max_seconds=120)
 
 
 def test_verify_marks_points_verified(protected_server):

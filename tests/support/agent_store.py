@@ -84,3 +84,18 @@ def rpc_session(store: Path):
     finally:
         proc.stdin.close()
         proc.wait(timeout=10)
+
+
+def job_child_pid(appliance, agent_job_id: str, tries: int = 500) -> int:
+    """The pid of the CLI process a running agent job runs, once its runner has started it."""
+    import time
+
+    from appliances.client import connect
+
+    with connect(appliance) as client:
+        for _ in range(tries):
+            record = client.call("jobs.status", id=agent_job_id)
+            if record.get("child_pid"):
+                return record["child_pid"]
+            time.sleep(0.02)
+    raise AssertionError(f"job {agent_job_id} started no process: {record}")

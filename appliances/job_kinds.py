@@ -1,0 +1,61 @@
+"""The registry of job kinds: everything that differs between kinds, one entry each.
+
+Adding a kind of job is one entry here (and the agent's ``<kind>.start``): the life cycle in
+jobs.py queues, dispatches, follows, finishes and watches every kind the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from appliances import job_results
+from appliances.client import AgentClient
+from appliances.models import Job
+
+
+def _no_params(job: Job) -> dict:
+    return {}
+
+
+@dataclass(frozen=True)
+class JobType:
+    # Fail the job when its progress has not moved for this long (None: never, e.g. a VM).
+    stall_limit: dt.timedelta | None
+    # What the finished job's result means (appliances/job_results.py).
+    on_finish: Callable[[Job, AgentClient | None], None] = job_results.nothing
+    # rpc parameters beyond the job's own params (and its ref).
+    start_params: Callable[[Job], dict] = _no_params
+    # Send the server's volumes, schedule and retention first, in the same session.
+    push_config: bool = False
+    # The agent's method that starts it; "" means "<kind>.start".
+    start_method: str = ""
+    # How people name one ("A VM of dc01 is already running").
+    noun: str = ""
+
+
+MINUTES = dt.timedelta(minutes=1)
+
+REGISTRY: dict[str, JobType] = {
+    "backup": JobType(
+        stall_limit=10 * MINUTES,
+        on_finish=job_results.backup_made_a_point,
+        start_params=lambda job: {"server": job.server.name},
+        push_config=True,
+    ),
+    "verify": JobType(stall_limit=10 * MINUTES, on_finish=job_results.verify_marked_points),
+    # Retention and garbage collection report no bytes; a big store takes a while.
+    "rollup": JobType(stall_limit=60 * MINUTES, on_finish=job_results.rollup_removed_points),
+    "bootcheck": JobType(
+        stall_limit=15 * MINUTES, on_finish=job_results.bootcheck_result, noun="boot check"
+    ),
+    "restore": JobType(stall_limit=10 * MINUTES),
+    "export": JobType(stall_limit=10 * MINUTES),
+    # A VM's job lasts as long as the VM runs: no stall limit.
+    "virtualize": JobType(stall_limit=None, on_finish=job_results.vm_ended, noun="VM"),
+}
+
+
+def job_type(kind: str) -> JobType:
+    return REGISTRY[kind]
