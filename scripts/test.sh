@@ -8,7 +8,7 @@ log() { printf '\033[1m[test] %s\033[0m\n' "$*" >&2; }
 # Debian packages the tests drive for real. Installed only when missing, and only as root.
 DEB_PACKAGES=(postgresql postgresql-client redis-server openssh-server openssh-client
               qemu-utils qemu-system-x86 e2fsprogs dosfstools mtools ntfs-3g
-              restic borgbackup time chromium fdisk gdisk exfatprogs exfat-fuse faketime)
+              restic borgbackup time chromium fdisk gdisk exfatprogs exfat-fuse)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${DEB_PACKAGES[@]}"; do
@@ -77,16 +77,16 @@ log "ruff check and format"
 ruff check .
 ruff format --check .
 
-# TEST_CLOCK=HH:MM runs the suite as if the wall clock read HH:MM UTC today (libfaketime with a
-# fixed offset, so the portal, the agent, sshd and qemu agree on the time and it keeps ticking):
-# `TEST_CLOCK=00:30 scripts/test.sh` proves nothing depends on the hour it runs at.
+# TEST_CLOCK=HH:MM runs the suite as if the wall clock read HH:MM UTC today: every Python process
+# of the run (pytest, the agents, the agent behind sshd, the Celery worker) moves its clock by
+# the same offset through tests/support/wall_clock.py and keeps ticking. `TEST_CLOCK=00:30
+# scripts/test.sh` proves nothing depends on the hour the suite runs at.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+printf '%s\n' "import os; exec(open('$PWD/tests/support/wall_clock.py').read()) if os.environ.get('BDR_TEST_CLOCK_OFFSET') else None" \
+  > "$site/bdr_test_clock.pth"
 if [ -n "${TEST_CLOCK:-}" ]; then
-  libfaketime=$(dpkg -L libfaketime 2>/dev/null | grep '/libfaketime.so.1$' | head -n1)
-  [ -n "$libfaketime" ] || { echo "TEST_CLOCK needs the faketime package" >&2; exit 1; }
-  offset=$(( $(date -u -d "today ${TEST_CLOCK}" +%s) - $(date -u +%s) ))
-  export LD_PRELOAD=$libfaketime FAKETIME="$( [ $offset -ge 0 ] && echo +)${offset}s"
-  export FAKETIME_DONT_FAKE_MONOTONIC=1
-  log "wall clock set to $(date -u '+%F %H:%M') UTC"
+  export BDR_TEST_CLOCK_OFFSET=$(( $(date -u -d "today ${TEST_CLOCK}" +%s) - $(date -u +%s) ))
+  log "wall clock set to $(.venv/bin/python -c 'import datetime as d; print(f"{d.datetime.now(d.UTC):%F %H:%M}")') UTC"
 fi
 
 log "pytest on ${DATABASE_URL%%@*}@… "

@@ -204,7 +204,8 @@ def _safe_target(root: Path, relative: str) -> Path:
 def _write_file(fs: PointFilesystem, source: str, target: Path, overwrite: bool, progress) -> str:
     if target.exists() and not overwrite:
         return "skipped"
-    temp = target.with_name(f".{target.name}{PARTIAL_MARK}{secrets.token_hex(4)}")
+    # The writer's pid in the name lets a supervisor remove exactly what a killed run left.
+    temp = target.with_name(f".{target.name}{PARTIAL_MARK}{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -223,13 +224,13 @@ def _write_file(fs: PointFilesystem, source: str, target: Path, overwrite: bool,
     return "written"
 
 
-def remove_partial_files(dest: str | os.PathLike, since: float) -> list[str]:
-    """Delete the temp files a killed file restore into ``dest`` left (written after ``since``)."""
+def remove_partial_files(dest: str | os.PathLike, pid: int) -> list[str]:
+    """Delete the temp files that process ``pid``, a killed file restore, left in ``dest``."""
     removed = []
     root = Path(dest)
-    for path in root.rglob(f".*{PARTIAL_MARK}*") if root.is_dir() else []:
+    for path in root.rglob(f".*{PARTIAL_MARK}{pid}.*") if root.is_dir() else []:
         try:
-            if path.is_file() and not path.is_symlink() and path.stat().st_mtime >= since:
+            if path.is_file() and not path.is_symlink():
                 path.unlink()
                 removed.append(str(path))
         except OSError:

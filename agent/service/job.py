@@ -75,7 +75,6 @@ def supervise_job(store: Path, job_id: str) -> int:
     watch = _Watch(stall_limit(kind, job["params"]))
     job.update(state="running", started_at=utc_now(), progress_at=utc_now(),
                runner_pid=os.getpid(), child_pid=worker.pid, stall_seconds=watch.limit)  # fmt: skip
-    started = time.time()
     write_job(store, job)
     print(f"{job['started_at']} started {kind.name} {kind.describe(job['params'])}", flush=True)
 
@@ -88,7 +87,7 @@ def supervise_job(store: Path, job_id: str) -> int:
     _follow(store, job, read_fd, worker, watch)
     code = worker.wait()
     _kill_group(worker.pid)  # whatever the worker left running (it ended or was killed)
-    _finish(store, job, kind, watch, code, started)
+    _finish(store, job, kind, watch, code)
     return 0
 
 
@@ -146,13 +145,13 @@ def _fold(job: dict, line: bytes, watch: _Watch) -> bool:
     return True
 
 
-def _finish(store: Path, job: dict, kind: JobKind, watch: _Watch, code: int, started: float):
+def _finish(store: Path, job: dict, kind: JobKind, watch: _Watch, code: int):
     outcome = watch.outcome or {}
     failure = outcome.get("failure") if outcome.get("event") == "result" else None
     ok = outcome.get("event") == "result" and not watch.stalled and not watch.cancelled
     removed: list[str] = []
     if not ok:  # the run ended early: remove what it left half-written
-        removed = kind.cleanup(store, job["params"], job["child_pid"], started)
+        removed = kind.cleanup(store, job["params"], job["child_pid"])
         for what in removed:
             print(f"removed partial output: {what}", flush=True)
     job["finished_at"] = utc_now()

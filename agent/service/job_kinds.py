@@ -33,7 +33,7 @@ class JobKind:
     describe: Callable[[dict], str]
     stall_seconds: Callable[[dict], float | None] = lambda params: DEFAULT_STALL_SECONDS
     failure: Callable[[dict], str | None] = lambda result: None
-    cleanup: Callable[[Path, dict, int, float], list[str]] = lambda store, p, pid, t: []
+    cleanup: Callable[[Path, dict, int], list[str]] = lambda store, params, worker_pid: []
     summary: Callable[[dict], str] | None = None  # the log's last line on success
 
 
@@ -66,7 +66,7 @@ def _backup(store_root: Path, params: dict, progress: Progress) -> dict:
     return record.to_json()  # every field points.list gives, so the portal can insert it
 
 
-def _backup_cleanup(store_root: Path, params: dict, worker_pid: int, started: float) -> list:
+def _backup_cleanup(store_root: Path, params: dict, worker_pid: int) -> list:
     removed = _open(store_root).chunks.remove_staged_of(worker_pid)
     return [f"{removed} staged chunk file(s)"] if removed else []
 
@@ -129,10 +129,10 @@ def _bootcheck_failure(result: dict) -> str | None:
     return f"point {result.get('point')} did not boot: {result.get('reason')}"
 
 
-def _bootcheck_cleanup(store_root: Path, params: dict, worker_pid: int, started: float) -> list:
+def _bootcheck_cleanup(store_root: Path, params: dict, worker_pid: int) -> list:
     from agent.vm.bootcheck import remove_stale_workdirs
 
-    return remove_stale_workdirs(store_root, since=started)
+    return remove_stale_workdirs(store_root, pid=worker_pid)
 
 
 def _point_only(params: dict) -> str:
@@ -160,12 +160,12 @@ def _restore(store_root: Path, params: dict, progress: Progress) -> dict:
     return {**result, "point": params["point"]}
 
 
-def _restore_cleanup(store_root: Path, params: dict, worker_pid: int, started: float) -> list:
+def _restore_cleanup(store_root: Path, params: dict, worker_pid: int) -> list:
     if params.get("mode") == "baremetal":
         return []  # the target keeps what it received; its receiver reports no hash
     from agent.restore.files import remove_partial_files
 
-    return remove_partial_files(params["dest"], since=started - 1)
+    return remove_partial_files(params["dest"], pid=worker_pid)
 
 
 def _export(store_root: Path, params: dict, progress: Progress) -> dict:
@@ -176,7 +176,7 @@ def _export(store_root: Path, params: dict, progress: Progress) -> dict:
     )
 
 
-def _export_cleanup(store_root: Path, params: dict, worker_pid: int, started: float) -> list:
+def _export_cleanup(store_root: Path, params: dict, worker_pid: int) -> list:
     from agent.restore.export import remove_partial_export
 
     return remove_partial_export(params["dest"], params["point"], params["format"])

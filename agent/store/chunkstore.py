@@ -65,6 +65,21 @@ class ChunkStore:
         self.quarantine_dir = self.root / "quarantine"
         self.damaged_dir = self.root / "damaged"
 
+    def clock(self) -> float:
+        """Now, by the clock that stamps chunk mtimes: the filesystem's.
+
+        gc compares chunk mtimes with "now minus the grace period"; taking now from a stamp
+        file on the same filesystem (touched, then read back) keeps that comparison honest
+        when the process clock differs from the one that wrote the mtimes (a network
+        filesystem's server, a clock moved by hand). The process clock is the fallback.
+        """
+        stamp = self.root / ".clock"
+        try:
+            stamp.touch()
+            return stamp.stat().st_mtime
+        except OSError:  # a full or read-only disk: the process clock will do
+            return time.time()
+
     def path(self, chunk_id: bytes) -> Path:
         name = chunk_id.hex()
         return self.chunks / name[:2] / name

@@ -16,8 +16,6 @@ killed at any moment is finished by the next one.
 
 from __future__ import annotations
 
-import time
-
 from agent.errors import DamageFound
 from agent.store.chunkstore import TMP_PREFIX, pid_alive
 from agent.store.datastore import Store
@@ -78,7 +76,7 @@ def _collect(store: Store, grace: float | None, progress: Progress) -> dict:
     grace = store.gc_grace if grace is None else grace
     with store.lock_maintenance("gc") as lock:
         stale_locks = break_stale_locks(store.locks_dir)
-        cutoff = time.time() - grace
+        cutoff = store.chunks.clock() - grace
         live, points = referenced_chunks(store, progress=progress)
         deleted = kept = freed = tmp_removed = 0
         with store.commit_interlock():

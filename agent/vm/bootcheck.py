@@ -9,6 +9,7 @@ portal can fetch them, and ``scheduler`` knows which points were checked.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import time
@@ -71,7 +72,7 @@ def bootcheck(
     store = Store.open(store_root)
     record = store.get_point(point_id)
     cpus, memory_mib = fit_to_host(cpus, memory_mib)
-    work = vms_dir(store_root) / f".bootcheck-{secrets.token_hex(4)}"
+    work = vms_dir(store_root) / f".bootcheck-{os.getpid()}-{secrets.token_hex(4)}"
     work.mkdir(mode=0o700)
     out_dir = results_dir(store_root, record.server, record.volume)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,16 +109,11 @@ def bootcheck(
     return result
 
 
-def remove_stale_workdirs(store_root: Path, since: float) -> list[str]:
-    """Delete the throw-away VM folders of boot checks stopped since ``since`` (a killed
-    check cannot remove its own)."""
+def remove_stale_workdirs(store_root: Path, pid: int) -> list[str]:
+    """Delete the throw-away VM folders of the boot check process ``pid`` (a killed check
+    cannot remove its own)."""
     removed = []
-    for work in vms_dir(store_root).glob(".bootcheck-*"):
-        try:
-            if work.stat().st_mtime < since - 1:
-                continue
-        except FileNotFoundError:
-            continue
+    for work in vms_dir(store_root).glob(f".bootcheck-{pid}-*"):
         shutil.rmtree(sockets(work), ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
         removed.append(str(work))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import shutil
 import socket
 import subprocess
@@ -55,7 +56,10 @@ class SshServer:
 
 
 def forced_command(store: Path) -> str:
-    return f"{sys.executable} -m agent --store {store} rpc"
+    # sshd gives the forced command a fresh environment: carry a moved test clock across.
+    clock = os.environ.get("BDR_TEST_CLOCK_OFFSET")
+    prefix = f"BDR_TEST_CLOCK_OFFSET={clock} " if clock else ""
+    return f"{prefix}{sys.executable} -m agent --store {store} rpc"
 
 
 def _start(config: Path, port: int) -> subprocess.Popen:
