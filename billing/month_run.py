@@ -21,9 +21,8 @@ from billing.services import (
     _line_rows,
     _live_invoices,
     generate_invoice,
-    price_book_for,
-    subscription_terms,
 )
+from billing.subscriptions import price_book_for, subscription_terms
 from portal import audit
 from portal.models import Customer, User
 
@@ -117,6 +116,11 @@ def _create_month_invoices(
     InvoiceLine.objects.bulk_create(
         row for invoice in invoices for row in _line_rows(invoice, drafts[invoice.customer_id])
     )
+    _audit_created(invoices, period, actor, request)
+    return len(invoices)
+
+
+def _audit_created(invoices: list[Invoice], period: dt.date, actor: User | None, request) -> None:
     audit.record_many(
         actor,
         "billing.invoice_create",
@@ -130,4 +134,3 @@ def _create_month_invoices(
         ],
         request=request,
     )
-    return len(invoices)

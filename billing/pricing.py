@@ -122,27 +122,30 @@ def subscription_lines(
         )
     )
     if sub.usage_samples:
-        over = overage_gb(sub.usage_bytes_total, sub.usage_samples, price.included_gb)
-        average = Decimal(sub.usage_bytes_total) / sub.usage_samples / GB_BYTES
-        lines.append(
-            LineDraft(
-                sub.appliance_id,
-                "overage",
-                f"Off-site storage of {label}: average {average:.2f} GB over "
-                f"{sub.usage_samples} daily samples, {price.included_gb} GB included, "
-                f"{over} GB over (1 GB = 2^30 bytes)",
-                Decimal(over),
-                price.overage_per_gb,
-                round_cents(price.overage_per_gb * over),
-                {
-                    "average_bytes": sub.usage_bytes_total // sub.usage_samples,
-                    "samples": sub.usage_samples,
-                    "included_gb": price.included_gb,
-                    "overage_gb": over,
-                },
-            )
-        )
+        lines.append(_overage_line(sub, price, label))
     return lines
+
+
+def _overage_line(sub: SubscriptionTerms, price: PriceTerms, label: str) -> LineDraft:
+    """The off-site storage over the included GB, from the month's daily usage samples."""
+    over = overage_gb(sub.usage_bytes_total, sub.usage_samples, price.included_gb)
+    average = Decimal(sub.usage_bytes_total) / sub.usage_samples / GB_BYTES
+    return LineDraft(
+        sub.appliance_id,
+        "overage",
+        f"Off-site storage of {label}: average {average:.2f} GB over "
+        f"{sub.usage_samples} daily samples, {price.included_gb} GB included, "
+        f"{over} GB over (1 GB = 2^30 bytes)",
+        Decimal(over),
+        price.overage_per_gb,
+        round_cents(price.overage_per_gb * over),
+        {
+            "average_bytes": sub.usage_bytes_total // sub.usage_samples,
+            "samples": sub.usage_samples,
+            "included_gb": price.included_gb,
+            "overage_gb": over,
+        },
+    )
 
 
 def invoice_lines(

@@ -18,6 +18,7 @@ from billing import (
     selectors,
     services,
     stripe_sync,
+    subscriptions,
     tasks,
     webhooks,
 )
@@ -237,7 +238,7 @@ def billing_subscription_create(request):
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         try:
-            services.create_subscription(
+            subscriptions.create_subscription(
                 data.pop("appliance"), actor=request.user, request=request, **data
             )
         except ValidationError as exc:
@@ -254,7 +255,7 @@ def billing_subscription_end(request, subscription_pk: int):
     form = forms.EndSubscriptionForm(request.POST or None, initial={"ends_on": sub.ends_on})
     if request.method == "POST" and form.is_valid():
         try:
-            services.end_subscription(
+            subscriptions.end_subscription(
                 sub, ends_on=form.cleaned_data["ends_on"], actor=request.user, request=request
             )
         except ValidationError as exc:
@@ -276,7 +277,7 @@ def billing_price_book_create(request):
     form = forms.PriceBookForm(request.POST or None, current=selectors.latest_prices())
     if request.method == "POST" and form.is_valid():
         try:
-            services.create_price_book(
+            subscriptions.create_price_book(
                 effective_from=form.cleaned_data["effective_from"],
                 prices=form.prices(),
                 note=form.cleaned_data["note"],

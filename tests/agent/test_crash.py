@@ -1,4 +1,5 @@
-"""kill -9 of backup, rollup and gc at 20 seeded moments each (RELIABILITY #2, #4).
+"""kill -9 of backup, rollup and gc at 20 seeded moments each: a torn write or an interrupted
+maintenance run must never leave a partial point listed or lose a committed one.
 
 After every kill: every listed point verifies and restores byte-identical, nothing
 partial is listed; the next run finishes the work without any manual unlock.

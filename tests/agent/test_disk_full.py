@@ -1,4 +1,5 @@
-"""A full disk under backup, rollup, gc and verify (RELIABILITY #10).
+"""A full disk under backup, rollup, gc and verify: each fails cleanly or frees space, and no
+earlier point is lost.
 
 The store lives on a real 24 MiB tmpfs mounted for the test. Each command, run as the
 real CLI with the disk full, fails with one clear line (or, for gc, frees space), every

@@ -1,4 +1,5 @@
-"""Locks, gc and their races with backups (RELIABILITY #1-#3)."""
+"""Locks, gc and their races with backups: gc deleting a chunk a running backup reuses, a
+maintenance run overlapping another, a paused process outliving its lock."""
 
 import json
 import os

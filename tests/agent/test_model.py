@@ -1,4 +1,5 @@
-"""A model to compare with (RELIABILITY #12).
+"""A model to compare with: the store's behaviour checked against a plain description of what
+it must hold, so that sequences nobody thought of are tried too.
 
 A Hypothesis state machine drives a real store on disk (16 KiB chunks, gc grace 0) and a
 real volume file through writes (random data, written zeros, punched holes, copies,

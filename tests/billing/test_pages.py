@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import month_run, services
+from billing import month_run, services, subscriptions
 from billing.models import Invoice, InvoiceStatus
 from portal.models import Role
 from tests import factories as f
@@ -183,9 +183,9 @@ def test_admin_adds_a_price_book_version_from_the_form(client, msp_admin, price_
             }
         )
     assert client.post(reverse("billing_price_book_create"), form).status_code == 302
-    book, prices = services.price_book_for(dt.date(2027, 5, 1))
+    book, prices = subscriptions.price_book_for(dt.date(2027, 5, 1))
     assert book.version == 2 and prices["V1"].rental_monthly == Decimal("90.00")
-    assert services.price_book_for(dt.date(2026, 12, 1))[0] == price_book
+    assert subscriptions.price_book_for(dt.date(2026, 12, 1))[0] == price_book
 
 
 def test_admin_adds_and_ends_a_subscription(client, msp_admin, price_book):
