@@ -73,7 +73,9 @@ def cmd_vm(args) -> int:
             _print_vm(args, record)
         return EXIT_OK
     if args.vm_command == "stop":
-        _print_vm(args, vm.stop_vm(store, args.vm, force=args.force, wait=args.wait))
+        from agent.service.vms import stop_vm
+
+        _print_vm(args, stop_vm(store, args.vm, force=args.force, wait=args.wait))
         return EXIT_OK
     if args.vm_command == "status":
         _print_vm(args, vm.read_vm(store, args.vm))

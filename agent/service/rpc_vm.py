@@ -15,7 +15,7 @@ from typing import BinaryIO
 from agent.errors import AgentError
 from agent.service import jobs
 from agent.service.rpc_protocol import SENT, RpcError
-from agent.service.vms import start_vm
+from agent.service.vms import start_vm, stop_vm
 from agent.store.datastore import Store
 from agent.vm import bootcheck
 from agent.vm import machines as vm
@@ -56,7 +56,7 @@ class VmMethods:
         }
 
     def vm_stop(self, req_id, vm_id: str, force: bool = False) -> dict:
-        return vm.stop_vm(self.store, vm_id, force=bool(force), wait=10 if force else 0)
+        return stop_vm(self.store, vm_id, force=bool(force), wait=10 if force else 0)
 
     def vm_screenshot(self, req_id, vm_id: str):
         png = vm.screenshot(self.store, vm_id)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from agent.errors import AgentError
-from agent.service.jobs import JobError, start_job
+from agent.service.jobs import ACTIVE, JobError, read_job, start_job
 from agent.vm import machines
 
 
@@ -38,3 +39,21 @@ def start_vm(
         raise AgentError(str(exc)) from None
     machines.update_vm(store, vm["id"], job_id=job["id"])
     return machines.wait_until_started(store, vm["id"], wait)
+
+
+def stop_vm(store: Path, vm_id: str, *, force: bool = False, wait: float = 60.0) -> dict:
+    """Stop the VM and, once it is down, wait out the rest of ``wait`` for its job to record
+    its end: the supervisor writes it a moment after qemu exits, and a caller that sees the
+    VM stopped must not find its job still running."""
+    deadline = time.monotonic() + wait
+    vm = machines.stop_vm(store, vm_id, force=force, wait=wait)
+    if vm["state"] in machines.ACTIVE or not vm.get("job_id"):
+        return vm
+    while time.monotonic() < deadline:
+        try:
+            if read_job(store, vm["job_id"])["state"] not in ACTIVE:
+                break
+        except JobError:
+            break
+        time.sleep(0.1)
+    return vm

@@ -14,7 +14,7 @@ from agent.restore.reader import PointReader
 from agent.service import appliance_config as config
 from agent.service import jobs
 from agent.service.servers import start_backup
-from agent.service.vms import start_vm
+from agent.service.vms import start_vm, stop_vm
 from agent.store.backup import backup_volume
 from agent.store.verify import verify_points
 from agent.vm import machines as vm
@@ -90,7 +90,7 @@ def test_each_point_boots_and_prints_its_own_marker(store, points, started):
         wait_for(lambda m=marker, r=record: f"WROTE {m}" in vm.serial_output(store.root, r["id"]))
         other = "MARKER-TWO" if marker == "MARKER-ONE" else "MARKER-ONE"
         assert other not in vm.serial_output(store.root, record["id"])
-        stopped = vm.stop_vm(store.root, record["id"], force=True, wait=10)
+        stopped = stop_vm(store.root, record["id"], force=True, wait=10)
         assert stopped["state"] == "stopped"
         assert jobs.read_job(store.root, record["job_id"])["state"] == "succeeded"
 
