@@ -27,10 +27,9 @@ from pathlib import Path
 from agent.errors import failure_line
 from agent.records import utc_now
 from agent.service.job_kinds import KINDS, JobKind
-from agent.service.jobs import jobs_dir, write_job
+from agent.service.jobs import CANCEL_GRACE_SECONDS, jobs_dir, write_job
 
 PROGRESS_WRITE_INTERVAL = 0.5
-CANCEL_GRACE_SECONDS = 5.0
 PROGRESS_KEYS = ("bytes_done", "bytes_total", "eta_seconds", "rate", "phase")
 
 

@@ -26,6 +26,8 @@ from agent.records import process_alive, text_tail, utc_now, write_json_atomic
 from agent.service.job_kinds import KINDS
 
 ACTIVE = ("queued", "running")
+# A cancelled job's worker gets this long to stop before its process group is killed.
+CANCEL_GRACE_SECONDS = 5.0
 
 
 class JobError(Exception):
@@ -158,14 +160,17 @@ def _new_record(kind: str, params: dict, ref: str) -> dict:
 
 
 def cancel_job(store: Path, job_id: str) -> dict:
-    """Ask a running job to stop; its record once it has (or after ~5 s)."""
+    """Ask a running job to stop; its record once it has. The supervisor gives the worker
+    ``CANCEL_GRACE_SECONDS`` to stop, then kills its process group (a frozen worker too), so
+    waiting a little longer than that returns the job's end in all but a broken appliance."""
     job = read_job(store, job_id)
     if job["state"] in ACTIVE and job.get("runner_pid"):
         try:
             os.kill(job["runner_pid"], signal.SIGTERM)
         except ProcessLookupError:
             pass
-        for _ in range(100):
+        deadline = time.monotonic() + CANCEL_GRACE_SECONDS + 5
+        while time.monotonic() < deadline:
             job = read_job(store, job_id)
             if job["state"] not in ACTIVE:
                 break
