@@ -71,7 +71,10 @@ def select_points(
         covered = {period(t) for pid, t in ordered if mark.get(pid)}
         chosen: set[tuple] = set()
         for pid, t in ordered:
-            if pid in mark:
+            # A point a finer tier passed over (its day or week already had a newer one) is
+            # still the newest of its month or year: a coarser tier may keep it. Proxmox
+            # Backup Server's prune skips such points and keeps an older period instead.
+            if mark.get(pid):
                 continue
             key = period(t)
             if key in covered:

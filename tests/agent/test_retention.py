@@ -108,6 +108,14 @@ CASES = {
             "2025-03-30T00:30+01:00": "daily",
         },
     ),
+    "a point passed over by a finer tier is still the newest of its month": (
+        only(weekly=1, monthly=1),
+        "2024-05-06T12:00",
+        ["2024-03-16T03:30", "2024-04-30T23:45", "2024-05-05T23:45"],
+        # 30 April and 5 May share ISO week 18: the weekly keeps 5 May and passes over 30
+        # April, which is still April's newest point, so it, not 16 March, is the monthly.
+        {"2024-05-05T23:45": "weekly", "2024-04-30T23:45": "monthly"},
+    ),
     "a zero tier is skipped, the next one still counts": (
         only(daily=1, weekly=0, monthly=2),
         "2025-08-20T00:00",
