@@ -166,18 +166,21 @@ def check_source(store_root: Path, source, *, must_exist: bool = False) -> str:
     return real
 
 
-def check_write_folder(store_root: Path, folder, what: str = "restore folder") -> str:
-    """``folder`` resolved if put-back or an export may write there (under an export root
-    or the store's exports folder, and no forbidden place), else ``Refused``."""
+def check_write_folder(
+    store_root: Path, folder, what: str = "restore folder", *, export: bool = False
+) -> str:
+    """``folder`` resolved if put-back or (``export``) an export may write there: under an
+    export root, or for an export also the store's exports folder (whose files ``exports.read``
+    serves), and no forbidden place; else ``Refused``."""
     if not _absolute(folder) or ".." in str(folder).split("/"):
         raise _refuse(store_root, what, str(folder), "not an absolute path without '..'")
     conf = load_confinement()
-    exports = os.path.realpath(Path(store_root) / "appliance" / "exports")
+    exports = os.path.realpath(Path(store_root) / "appliance" / "exports") if export else ""
     real = os.path.realpath(folder)
     reason = _forbidden(folder, real, store_root, conf, allow=exports)
     if reason:
         raise _refuse(store_root, what, folder, reason)
-    if not any(_under(real, root) for root in (exports, *conf.export_roots)):
+    if not any(_under(real, root) for root in (exports, *conf.export_roots) if root):
         roots = ", ".join(conf.export_roots) or "none configured"
         why = f"not under an export root ({roots}) or the appliance's exports folder"
         raise _refuse(store_root, what, folder, why)

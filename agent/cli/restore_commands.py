@@ -147,7 +147,7 @@ def cmd_export(args) -> int:
     from agent.confinement import check_write_folder
     from agent.restore.export import export_point
 
-    check_write_folder(store_path(args), args.dest, "export folder")
+    check_write_folder(store_path(args), args.dest, "export folder", export=True)
     result = export_point(
         open_store(args), args.point, args.dest, args.format, progress=progress_of(args)
     )

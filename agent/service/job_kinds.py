@@ -181,7 +181,7 @@ def _export(store_root: Path, params: dict, progress: Progress) -> dict:
     from agent.confinement import check_write_folder
     from agent.restore.export import export_point
 
-    check_write_folder(store_root, params["dest"], "export folder")
+    check_write_folder(store_root, params["dest"], "export folder", export=True)
 
     return export_point(
         _open(store_root), params["point"], params["dest"], params["format"], progress=progress

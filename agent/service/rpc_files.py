@@ -251,7 +251,7 @@ class FileMethods:
             raise UsageError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
         if download:
             dest = str(self._exports_dir())
-        check_write_folder(self.store_root, dest, "export folder")
+        check_write_folder(self.store_root, dest, "export folder", export=True)
         params = {"point": point, "server": _point_server(point), "dest": str(dest),
                   "format": format}  # fmt: skip
         return jobs.start_job(self.store_root, "export", params, ref=ref)
@@ -265,7 +265,7 @@ class FileMethods:
         if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
             raise RpcError("bad_params", f"not an export: {name!r}")
         path = self._exports_dir() / name
-        if not path.is_file():
+        if path.is_symlink() or not path.is_file():  # only what an export wrote there
             raise RpcError("not_found", f"no export {name!r} on this appliance")
         return path
 

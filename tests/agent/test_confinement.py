@@ -119,6 +119,30 @@ def test_put_back_and_export_refuse_folders_outside_the_export_roots(world, dest
         assert rpc.call("jobs.list") == []
 
 
+def test_put_back_into_the_stores_exports_folder_is_refused(world):
+    """Exports "as a download" go there and ``exports.read`` serves them: put-back may not."""
+    with rpc_session(world["store"]) as rpc:
+        with pytest.raises(AgentError, match="store itself") as refused:
+            rpc.call(
+                "restore.start",
+                point=world["point"],
+                paths=["/x"],
+                dest=str(world["store"] / "appliance" / "exports"),
+            )
+    assert refused.value.code == "refused"
+
+
+def test_exports_read_serves_no_symlink_planted_in_the_exports_folder(world):
+    exports = world["store"] / "appliance" / "exports"
+    exports.mkdir(parents=True, exist_ok=True)
+    (exports / "shadow.img").symlink_to("/etc/shadow")
+    with rpc_session(world["store"]) as rpc:
+        with pytest.raises(AgentError) as refused:
+            rpc.call_binary("exports.read", name="shadow.img")
+    assert refused.value.code == "not_found"
+    (exports / "shadow.img").unlink()
+
+
 def test_put_back_refuses_a_ssh_folder_even_under_an_export_root(world, tmp_path):
     with rpc_session(world["store"]) as rpc:
         with pytest.raises(AgentError, match="SSH files") as refused:
