@@ -121,15 +121,8 @@ def test_put_back_and_export_refuse_folders_outside_the_export_roots(world, dest
 
 def test_put_back_into_the_stores_exports_folder_is_refused(world):
     """Exports "as a download" go there and ``exports.read`` serves them: put-back may not."""
-    with rpc_session(world["store"]) as rpc:
-        with pytest.raises(AgentError, match="store itself") as refused:
-            rpc.call(
-                "restore.start",
-                point=world["point"],
-                paths=["/x"],
-                dest=str(world["store"] / "appliance" / "exports"),
-            )
-    assert refused.value.code == "refused"
+    refused = _put_back_refusal(world, world["store"] / "appliance" / "exports")
+    assert refused.code == "refused" and "store itself" in str(refused)
 
 
 def test_exports_read_serves_no_symlink_planted_in_the_exports_folder(world):
@@ -144,15 +137,15 @@ def test_exports_read_serves_no_symlink_planted_in_the_exports_folder(world):
 
 
 def test_put_back_refuses_a_ssh_folder_even_under_an_export_root(world, tmp_path):
+    refused = _put_back_refusal(world, tmp_path / "home" / ".ssh")
+    assert refused.code == "refused" and "SSH files" in str(refused)
+
+
+def _put_back_refusal(world, dest) -> AgentError:
     with rpc_session(world["store"]) as rpc:
-        with pytest.raises(AgentError, match="SSH files") as refused:
-            rpc.call(
-                "restore.start",
-                point=world["point"],
-                paths=["/x"],
-                dest=str(tmp_path / "home" / ".ssh"),
-            )
-    assert refused.value.code == "refused"
+        with pytest.raises(AgentError) as refused:
+            rpc.call("restore.start", point=world["point"], paths=["/x"], dest=str(dest))
+    return refused.value
 
 
 @pytest.mark.parametrize(
