@@ -11,7 +11,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from appliances import sync
+from appliances import jobs, sync
 from appliances.models import Job, JobState, ProtectedServer
 from portal.models import AuditEvent, Role
 from tests import factories as f
@@ -229,3 +229,29 @@ def test_bare_metal_host_key_refused_by_the_appliance_when_sent_by_another_way(p
                 host_key=f"{ED25519}\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ2Y",
             )
     assert refused.value.code == "refused"
+
+
+def test_a_job_refused_by_the_appliances_worker_is_audited_when_followed(
+    point, agent_store, tmp_path
+):
+    """A folder swapped for a symlink to /etc after the rpc's check is caught by the job's
+    worker; the job is started on the appliance through the agent's library (what the rpc
+    does after its check), the portal follows it over sshd and records the refusal."""
+    from agent.service.jobs import start_job
+
+    folder = tmp_path / "exports"
+    folder.symlink_to("/etc")
+    params = {"point": point.agent_id, "server": "dc01", "dest": str(folder), "format": "raw"}
+    record = start_job(agent_store, "export", params)
+    job = f.JobFactory(
+        appliance=point.server.appliance,
+        server=point.server,
+        kind="export",
+        state=JobState.RUNNING,
+        agent_job_id=record["id"],
+        params=params,
+    )
+    job = jobs.follow_job(job.pk)
+    assert job.state == JobState.FAILED and "/etc is never read or written" in job.error
+    event = AuditEvent.objects.get(action="appliance.path_refused")
+    assert event.object_id == str(job.pk) and "/etc" in event.detail["message"]
