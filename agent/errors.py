@@ -15,6 +15,12 @@ class UsageError(AgentError):
     exit_code = 2
 
 
+class Refused(AgentError):
+    """A path or target outside the appliance's confinement (``agent.confinement``)."""
+
+    exit_code = 2
+
+
 class StoreError(AgentError):
     """The store is missing, unreadable or not a bdr-agent store."""
 

@@ -3,6 +3,7 @@ from rest_framework import mixins, serializers
 from rest_framework.exceptions import ValidationError
 
 from appliances import services
+from appliances.confinement import validate_volume_source
 from appliances.models import Appliance, Job, ProtectedServer
 from portal.api import TenantScopedViewSet, router
 
@@ -29,7 +30,7 @@ class ApplianceSerializer(serializers.ModelSerializer):
 
 class ServerSerializer(serializers.ModelSerializer):
     volumes = serializers.DictField(
-        child=serializers.RegexField(r"^/[^\0]*$"),
+        child=serializers.RegexField(r"^/[^\0]*$", validators=[validate_volume_source]),
         write_only=True,
         required=False,
         help_text="volume name -> block device or image path on the appliance",

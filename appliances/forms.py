@@ -1,5 +1,6 @@
 from django import forms
 
+from appliances.confinement import validate_volume_source
 from appliances.models import Appliance, ProtectedServer, RetentionPolicy, Schedule
 from portal.models import Site
 
@@ -33,7 +34,10 @@ class ServerForm(forms.ModelForm):
         help_text="The volume's name, e.g. C or root",
     )
     volume_source = forms.RegexField(
-        regex=r"^/[^\0]*$", help_text="The block device or image on the appliance, e.g. /dev/sdb"
+        regex=r"^/[^\0]*$",
+        validators=[validate_volume_source],
+        help_text="The block device or image on the appliance, e.g. /dev/sdb "
+        "(images only under the appliance's configured source roots)",
     )
 
     class Meta:

@@ -33,6 +33,7 @@ from django.utils.dateparse import parse_datetime
 
 from appliances import sync
 from appliances.client import AgentClient, AgentError, TransportError
+from appliances.confinement import audit_refusal
 from appliances.job_kinds import REGISTRY, job_type
 from appliances.models import Alert, Appliance, Job, JobState, ProtectedServer, Severity
 from portal import audit
@@ -107,6 +108,7 @@ def dispatch_job(job_id: int) -> Job:
                 sync.push_server_config(job.server, agent)
             record = agent.call(kind_of.start_method or f"{job.kind}.start", **params)
     except (AgentError, *UNREACHABLE) as exc:
+        audit_refusal(getattr(exc, "code", None), str(exc), job)  # the appliance said no
         return finish_job(job, JobState.FAILED, f"could not start on the appliance: {exc}")
     now = timezone.now()
     Job.objects.filter(pk=job.pk, state__in=[JobState.QUEUED, JobState.RUNNING]).update(
@@ -170,6 +172,7 @@ def finish_job(
         locked.finished_at = _when((record or {}).get("finished_at")) or timezone.now()
         locked.save()
         if state == JobState.FAILED:
+            audit_refusal((record or {}).get("error_code"), error, locked)
             Alert.objects.create(
                 customer_id=locked.appliance.customer_id,
                 appliance_id=locked.appliance_id,

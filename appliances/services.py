@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from appliances.confinement import audit_refusal, validate_volume_source
 from appliances.limits import limits_for
 from appliances.models import Appliance, ProtectedServer, RetentionPolicy, Schedule, Volume
 from portal import audit
@@ -50,6 +51,8 @@ def add_server(
     # Lock the appliance row so two concurrent adds cannot both pass the limit check.
     appliance = Appliance.objects.select_for_update().get(pk=appliance.pk)
     check_room_for_server(appliance)
+    for source in (volumes or {}).values():
+        validate_volume_source(source)  # the appliance checks again, against its own roots
     server = ProtectedServer(appliance=appliance, **fields)
     server.full_clean()
     server.save()
@@ -80,7 +83,12 @@ def push_config(server: ProtectedServer) -> str | None:
         )
     try:
         sync.push_server_config(server)
-    except (sync.ApplianceUnavailable, TransportError, AgentError) as exc:
+    except AgentError as exc:
+        if exc.code == "refused":
+            audit_refusal(exc.code, str(exc), server)
+            return f"Saved, but the appliance refused it: {exc}"
+        return f"Saved, but not yet on the appliance: {exc}"
+    except (sync.ApplianceUnavailable, TransportError) as exc:
         return f"Saved, but not yet on the appliance: {exc}"
     return None
 

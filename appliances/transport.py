@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import socket
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
@@ -149,6 +151,17 @@ def open_ssh(appliance, command: str = "bdr-agent rpc") -> Stream:
     )
 
 
+def local_agent_env(local_store: str) -> dict:
+    """The environment of a local appliance's agent: its confinement config is the
+    ``confinement.json`` beside its store folder when there is one (the demo writes it),
+    else whatever ``BDR_AGENT_CONFIG`` this process has."""
+    env = dict(os.environ)
+    beside = Path(local_store).parent / "confinement.json"
+    if beside.is_file():
+        env["BDR_AGENT_CONFIG"] = str(beside)
+    return env
+
+
 def open_local(appliance) -> Stream:
     """Demo mode: run the agent's rpc on a store on this machine."""
     if not settings.BDR_ALLOW_LOCAL_TRANSPORT:
@@ -158,6 +171,7 @@ def open_local(appliance) -> Stream:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        env=local_agent_env(appliance.local_store),
     )
 
     def close():

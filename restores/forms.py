@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
+from appliances.confinement import clean_host_key, validate_appliance_folder, validate_target
+
 FORMAT_CHOICES = [
     ("qcow2", "qcow2 (QEMU/KVM, Proxmox)"),
     ("vmdk", "VMDK (VMware)"),
@@ -15,16 +17,14 @@ FORMAT_CHOICES = [
 class PutBackForm(forms.Form):
     folder = forms.CharField(
         max_length=500,
-        initial="/restored",
-        help_text="A folder on the server's side of the appliance; created if missing.",
+        initial="/srv/restores",
+        help_text="A folder under one of the appliance's export roots (default /srv/restores); "
+        "created if missing.",
     )
     overwrite = forms.BooleanField(required=False, label="Replace files that already exist")
 
     def clean_folder(self):
-        folder = self.cleaned_data["folder"].strip()
-        if not folder.startswith("/") or ".." in folder.split("/"):
-            raise forms.ValidationError("An absolute folder path without '..'.")
-        return folder
+        return validate_appliance_folder(self.cleaned_data["folder"].strip())
 
 
 class ExportForm(forms.Form):
@@ -34,13 +34,16 @@ class ExportForm(forms.Form):
         initial="folder",
         widget=forms.RadioSelect,
     )
-    folder = forms.CharField(max_length=500, initial="/exports", required=False)
+    folder = forms.CharField(
+        max_length=500,
+        initial="/srv/restores",
+        required=False,
+        help_text="Under one of the appliance's export roots (default /srv/restores).",
+    )
 
     def clean_folder(self):
         folder = self.cleaned_data["folder"].strip()
-        if folder and (not folder.startswith("/") or ".." in folder.split("/")):
-            raise forms.ValidationError("An absolute folder path without '..'.")
-        return folder
+        return validate_appliance_folder(folder) if folder else folder
 
     def clean(self):
         data = super().clean()
@@ -50,11 +53,18 @@ class ExportForm(forms.Form):
 
 
 class BareMetalForm(forms.Form):
-    target = forms.RegexField(
-        regex=r"^[A-Za-z0-9._-]+@[A-Za-z0-9.:_-]+$",
+    target = forms.CharField(
+        validators=[validate_target],
         max_length=200,
         help_text="user@host of the new machine, booted into the restore environment.",
     )
     port = forms.IntegerField(min_value=1, max_value=65535, initial=22)
-    host_key = forms.CharField(max_length=2000, help_text="The target's SSH host key line.")
+    host_key = forms.CharField(
+        max_length=2000,
+        strip=False,
+        help_text="The target's SSH host key: one line 'ssh-ed25519 AAAA…', no options.",
+    )
     device = forms.CharField(max_length=300, initial="/dev/sda")
+
+    def clean_host_key(self):
+        return clean_host_key(self.cleaned_data["host_key"])

@@ -19,6 +19,7 @@ from django.http import Http404
 
 from appliances import jobs, sync
 from appliances.client import AgentClient, AgentError, TransportError
+from appliances.confinement import clean_host_key, validate_appliance_folder, validate_target
 from appliances.models import Appliance, Job, JobKind
 from portal import audit
 from portal.models import User
@@ -279,10 +280,7 @@ def put_back(user: User, point: RecoveryPoint, paths: list[str], dest: str,
     if not paths:
         raise ValidationError("Pick at least one file or folder.")
     cleaned = [_checked(user, point, p, request) for p in paths]
-    try:
-        dest = clean_path(dest)
-    except PathRefused:
-        raise ValidationError("The folder must be an absolute path without '..'.") from None
+    dest = validate_appliance_folder(dest)  # the appliance checks again, against its roots
     params = {"point": point.agent_id, "paths": cleaned, "dest": dest, "overwrite": overwrite}
     if partition is not None:
         params["partition"] = partition
@@ -299,20 +297,16 @@ def export_volume(user: User, point: RecoveryPoint, dest: str, fmt: str, *, requ
     if download:
         params["download"] = True
     else:
-        try:
-            params["dest"] = clean_path(dest)
-        except PathRefused:
-            raise ValidationError("The folder must be an absolute path without '..'.") from None
+        params["dest"] = validate_appliance_folder(dest)
     return _queue_for_point(user, point, JobKind.EXPORT, params, "restore.export", request)
 
 
 def bare_metal(user: User, point: RecoveryPoint, target: str, port: int, host_key: str,
                dest: str, *, request=None) -> Job:  # fmt: skip
     """Start a bare-metal restore: stream the point to ``target``'s receiver over SSH."""
-    if len(host_key.split()) < 2:
-        raise ValidationError("Paste the target's SSH host key (type and key).")
+    validate_target(target)
     params = {"point": point.agent_id, "target": target, "port": port,
-              "host_key": " ".join(host_key.split()[:2]), "dest": dest}  # fmt: skip
+              "host_key": clean_host_key(host_key), "dest": dest}  # fmt: skip
     return _queue_for_point(user, point, JobKind.RESTORE, params, "restore.bare_metal", request)
 
 

@@ -163,7 +163,8 @@ def put_back(request, point_pk: int):
     point = _point(request, point_pk)
     form = PutBackForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Name a folder to restore into.")
+        errors = form.errors.get("folder") or ["Name a folder to restore into."]
+        messages.error(request, errors[0])
         return redirect(f"{reverse('restore_browse', args=[point.pk])}?path=/")
     try:
         job = services.put_back(request.user, point, request.POST.getlist("paths"),

@@ -1,7 +1,22 @@
+import json
+
 import pytest
 
 from portal.models import Role
 from tests.factories import CustomerFactory, UserFactory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def agent_confinement(tmp_path_factory):
+    """The agent's confinement for the whole run: the run's temp folder is a source root and
+    an export root (tests use temp files as volumes and folders), every default refusal
+    stands. Agents started by the tests (CLI, local transport, over sshd) read this file."""
+    base = tmp_path_factory.getbasetemp()
+    path = base / "bdr-agent-confinement.json"
+    path.write_text(json.dumps({"source_roots": [str(base)], "export_roots": [str(base)]}))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BDR_AGENT_CONFIG", str(path))
+        yield path
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 ``ls``, ``find``, ``cat`` and ``export`` are DESIGN.md's contract; ``partitions``, ``zip``,
 ``restore-files`` and ``baremetal`` are this agent's additions. Refused paths (``..``,
-symlinks out of the restore folder) are appended to ``<store>/appliance/refused-paths.log``.
+symlinks out of the restore folder, folders outside the confinement's export roots) are
+appended to ``<store>/appliance/refused-paths.log``.
 """
 
 from __future__ import annotations
@@ -120,9 +121,11 @@ def cmd_zip(args) -> int:
 
 
 def cmd_restore_files(args) -> int:
+    from agent.confinement import check_write_folder
     from agent.restore.files import restore_files
 
     def run():
+        check_write_folder(store_path(args), args.dest)
         fs = _fs(args, args.partition)
         result = restore_files(
             fs, args.paths, args.dest, overwrite=args.overwrite, progress=progress_of(args)
@@ -141,8 +144,10 @@ def cmd_restore_files(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from agent.confinement import check_write_folder
     from agent.restore.export import export_point
 
+    check_write_folder(store_path(args), args.dest, "export folder", export=True)
     result = export_point(
         open_store(args), args.point, args.dest, args.format, progress=progress_of(args)
     )
@@ -151,8 +156,10 @@ def cmd_export(args) -> int:
 
 
 def cmd_baremetal(args) -> int:
+    from agent.confinement import check_target
     from agent.restore.export import send_point
 
+    check_target(store_path(args), args.target, args.port)
     result = send_point(
         open_store(args),
         args.point,

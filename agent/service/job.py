@@ -24,7 +24,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.errors import failure_line
+from agent.errors import Refused, failure_line
 from agent.records import utc_now
 from agent.service.job_kinds import KINDS, JobKind
 from agent.service.jobs import CANCEL_GRACE_SECONDS, jobs_dir, write_job
@@ -166,6 +166,8 @@ def _finish(store: Path, job: dict, kind: JobKind, watch: _Watch, code: int):
     else:
         reason = failure or _failure_reason(job, kind, watch, outcome, code, removed)
         job.update(state="failed", error=reason, exit_code=3 if failure else _exit(outcome, code))
+        if outcome.get("code"):
+            job["error_code"] = outcome["code"]
         summary = f"{kind.name} failed: {reason}"
     print(f"{job['finished_at']} {summary}", flush=True)
     write_job(store, job)
@@ -220,7 +222,10 @@ def work(store: Path, job_id: str, events_fd: int) -> int:
             traceback.print_exc()
             line = (f"{type(exc).__name__}: {exc}", 1)
         print(f"bdr-agent: {line[0]}", file=sys.stderr, flush=True)
-        events.write(json.dumps({"event": "error", "message": line[0], "exit_code": line[1]}))
+        error = {"event": "error", "message": line[0], "exit_code": line[1]}
+        if isinstance(exc, Refused):  # the record says so, and the portal audits it
+            error["code"] = "refused"
+        events.write(json.dumps(error))
         events.write("\n")
         return line[1]
     event = {"event": "result", "result": result, "failure": kind.failure(result)}

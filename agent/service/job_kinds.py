@@ -57,11 +57,15 @@ def _backup(store_root: Path, params: dict, progress: Progress) -> dict:
 
         record = backup_from_vm(store_root, params["vm"], taken_at=when, progress=progress)
     else:
+        from agent.confinement import check_source
         from agent.store.backup import backup_volume
 
+        # Resolved again here: a symlink swapped since the job started is caught, and the
+        # backup reads the path that was checked, not the link.
+        source = check_source(store_root, params["source"], must_exist=True)
         store = _open(store_root)
         record = backup_volume(
-            store, params["server"], params["source"], params["volume"], when, progress=progress
+            store, params["server"], source, params["volume"], when, progress=progress
         )
     return record.to_json()  # every field points.list gives, so the portal can insert it
 
@@ -141,8 +145,12 @@ def _point_only(params: dict) -> str:
 
 # -- restores and exports ----------------------------------------------------------------------
 def _restore(store_root: Path, params: dict, progress: Progress) -> dict:
+    from agent.confinement import check_target, check_write_folder
+
     if params.get("mode") == "baremetal":
         from agent.restore.export import send_point
+
+        check_target(store_root, params["target"], params["port"])
 
         return send_point(_open(store_root), params["point"], params["target"],
                           port=int(params["port"]), identity=params["identity"],
@@ -151,6 +159,7 @@ def _restore(store_root: Path, params: dict, progress: Progress) -> dict:
     from agent.restore.files import open_point_filesystem, restore_files
     from agent.restore.refused_paths import refused_paths_logged
 
+    check_write_folder(store_root, params["dest"])  # again: a folder swapped for a symlink
     with refused_paths_logged(store_root, "restore-files", params["point"], params["paths"]):
         fs = open_point_filesystem(_open(store_root), params["point"], params.get("partition"))
         overwrite = bool(params.get("overwrite"))
@@ -169,7 +178,10 @@ def _restore_cleanup(store_root: Path, params: dict, worker_pid: int) -> list:
 
 
 def _export(store_root: Path, params: dict, progress: Progress) -> dict:
+    from agent.confinement import check_write_folder
     from agent.restore.export import export_point
+
+    check_write_folder(store_root, params["dest"], "export folder", export=True)
 
     return export_point(
         _open(store_root), params["point"], params["dest"], params["format"], progress=progress

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
+from agent.errors import Refused
 from agent.service import appliance_config as config
 from agent.service.jobs import JobError
 from agent.service.rpc_appliance import ApplianceMethods
@@ -125,6 +126,8 @@ def _error_of(exc: Exception) -> tuple[str, str]:
     """The structured error a failed call answers with."""
     if isinstance(exc, (RpcError, JobError)):
         return exc.code, str(exc)
+    if isinstance(exc, Refused):
+        return "refused", str(exc)
     if isinstance(exc, config.ConfigError):
         return "bad_config", str(exc)
     if isinstance(exc, TypeError):

@@ -6,6 +6,7 @@ import shutil
 import time
 from dataclasses import asdict
 
+from agent.confinement import check_source
 from agent.errors import AgentError
 from agent.records import utc_now
 from agent.service import appliance_config as config
@@ -66,6 +67,8 @@ class ApplianceMethods:
         server = config.server_from_dict(
             {"name": name, "volumes": volumes, "schedule": schedule or {}}
         )
+        for source in server.volumes.values():
+            check_source(self.store, source)
         if retention is not None:
             set_retention(self.store, name, retention)
         config.save_server(self.store, server)

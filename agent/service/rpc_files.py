@@ -13,7 +13,8 @@ import functools
 from collections import OrderedDict
 from pathlib import Path
 
-from agent.errors import AgentError, DamageFound, UsageError
+from agent.confinement import check_host_key, check_target, check_write_folder
+from agent.errors import AgentError, DamageFound, Refused, UsageError
 from agent.service import jobs
 from agent.service.rpc_protocol import SENT, RpcError
 
@@ -37,6 +38,8 @@ def _translated(method):
             raise RpcError("path_refused", str(exc)) from None
         except NotFound as exc:
             raise RpcError("not_found", str(exc)) from None
+        except Refused as exc:  # outside the confinement; confinement logged it
+            raise RpcError("refused", str(exc)) from None
         except DamageFound as exc:
             raise RpcError("damaged", str(exc)) from None
         except UsageError as exc:
@@ -213,10 +216,9 @@ class FileMethods:
         self.store().get_point(point)
         params = {"point": point, "server": _point_server(point), "dest": str(dest)}
         if target:
-            if not host_key or len(host_key.split()) < 2:
-                raise UsageError("a bare-metal target needs its SSH host key (type and base64)")
-            known = self._known_hosts(target, int(port), host_key)
-            params.update(mode="baremetal", target=str(target), port=int(port),
+            target, port = check_target(self.store_root, target, port)
+            known = self._known_hosts(target, port, check_host_key(self.store_root, host_key))
+            params.update(mode="baremetal", target=target, port=port,
                           known_hosts=str(known), identity=str(self._key()))  # fmt: skip
         else:
             if not isinstance(paths, list) or not paths:
@@ -227,8 +229,7 @@ class FileMethods:
                           overwrite=bool(overwrite))  # fmt: skip
             if partition is not None:
                 params["partition"] = int(partition)
-            if not str(dest).startswith("/"):
-                raise UsageError("the restore folder must be an absolute path")
+            check_write_folder(self.store_root, dest)
         return jobs.start_job(self.store_root, "restore", params, ref=ref)
 
     @_translated
@@ -250,8 +251,7 @@ class FileMethods:
             raise UsageError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
         if download:
             dest = str(self._exports_dir())
-        if not str(dest).startswith("/"):
-            raise UsageError("the export folder must be an absolute path")
+        check_write_folder(self.store_root, dest, "export folder", export=True)
         params = {"point": point, "server": _point_server(point), "dest": str(dest),
                   "format": format}  # fmt: skip
         return jobs.start_job(self.store_root, "export", params, ref=ref)
@@ -265,7 +265,7 @@ class FileMethods:
         if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
             raise RpcError("bad_params", f"not an export: {name!r}")
         path = self._exports_dir() / name
-        if not path.is_file():
+        if path.is_symlink() or not path.is_file():  # only what an export wrote there
             raise RpcError("not_found", f"no export {name!r} on this appliance")
         return path
 
@@ -305,10 +305,22 @@ class FileMethods:
         return path
 
     def _known_hosts(self, target: str, port: int, host_key: str) -> Path:
+        """The agent's own known_hosts file for this target, inside the store: a name made
+        from a hash (never from the target's text), written through a temp file and a
+        rename in a folder that must be a real folder of the store (not a symlink)."""
+        import hashlib
+        import os
+
         host = target.rsplit("@", 1)[-1]
         name = host if port == 22 else f"[{host}]:{port}"
         folder = self.store_root / "appliance" / "known_hosts.d"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{host}-{port}"
-        path.write_text(f"{name} {' '.join(host_key.split()[:2])}\n")
+        if folder.is_symlink() or not folder.is_dir():
+            raise Refused(f"{folder} is not the store's own folder")
+        path = folder / hashlib.sha256(f"{host}:{port}".encode()).hexdigest()[:32]
+        tmp = folder / f".tmp.{os.getpid()}.{path.name}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{name} {host_key}\n")
+        os.replace(tmp, path)
         return path

@@ -17,6 +17,7 @@ import signal
 import time
 from pathlib import Path
 
+from agent.errors import Refused
 from agent.records import write_json_atomic
 from agent.service import appliance_config as config
 from agent.service import jobs
@@ -72,8 +73,8 @@ def tick(store: Path, now: dt.datetime | None = None) -> list[str]:
         try:
             job = start_backup(store, name, volume, ref=f"schedule:{name}/{volume}:{slot}")
             started.append(job["id"])
-        except jobs.JobError:
-            pass  # busy (the previous backup still runs) or gone: this slot is skipped
+        except (jobs.JobError, Refused):
+            pass  # busy, gone or refused (logged by confinement): this slot is skipped
         state["done_slots"][f"{name}/{volume}"] = slot
         write_json_atomic(_state_path(store), state)
     if rollup_due(config.load_settings(store), state.get("last_rollup_day"), now):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from agent.confinement import check_source
 from agent.service import appliance_config as config
 from agent.service.jobs import JobError, start_job
 
@@ -30,6 +31,7 @@ def start_backup(
     if volume not in server.volumes:
         raise JobError("not_found", f"server {server_name!r} has no volume {volume!r}")
     params = {"server": server_name, "volume": volume, "source": server.volumes[volume]}
+    check_source(store, params["source"], must_exist=True)  # again in the worker
     running = running_vm_of(store, server_name, volume)
     if running:  # the server runs as a VM here: back up the VM's disk, keep the chain going
         params.update(source=f"vm:{running['id']}", vm=running["id"])

@@ -56,9 +56,10 @@ class SshServer:
 
 
 def forced_command(store: Path) -> str:
-    # sshd gives the forced command a fresh environment: carry a moved test clock across.
-    clock = os.environ.get("BDR_TEST_CLOCK_OFFSET")
-    prefix = f"BDR_TEST_CLOCK_OFFSET={clock} " if clock else ""
+    # sshd gives the forced command a fresh environment: carry a moved test clock and the
+    # run's confinement config across (on an appliance the config is /etc/bdr-agent's).
+    carried = ("BDR_TEST_CLOCK_OFFSET", "BDR_AGENT_CONFIG")
+    prefix = "".join(f"{k}={os.environ[k]} " for k in carried if os.environ.get(k))
     return f"{prefix}{sys.executable} -m agent --store {store} rpc"
 
 

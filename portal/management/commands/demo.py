@@ -5,6 +5,7 @@ the local transport, so "Back up now", jobs and recovery points work without SSH
 """
 
 import datetime as dt
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -229,6 +230,7 @@ class Command(BaseCommand):
                 "--chunk-size",
                 str(1 << 20),
             )
+        _write_confinement(root, serial)
         appliance = Appliance.objects.filter(serial=serial).first()
         if appliance is None:
             appliance = appliance_services.create_appliance(
@@ -273,6 +275,20 @@ class Command(BaseCommand):
         sync.poll_appliance(appliance)
 
 
+def _write_confinement(root: Path, serial: str) -> None:
+    """The demo appliance's confinement (on a real one: /etc/bdr-agent/confinement.json):
+    volumes are the images under ``demo-store/volumes``; put-back and exports go to
+    ``demo-store/<serial>/restores`` (or /srv/restores). The local transport hands it to the
+    agent (``appliances.transport.local_agent_env``)."""
+    restores = root / serial / "restores"
+    restores.mkdir(parents=True, exist_ok=True)
+    config = {
+        "source_roots": [str((root / "volumes").resolve())],
+        "export_roots": [str(restores.resolve()), "/srv/restores"],
+    }
+    (root / serial / "confinement.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
 def _boot_check_newest(store: Path, appliance) -> None:
     """Boot-verify the newest point of the appliance's first server (about a second with
     qemu's TCG), so the backups page shows a verified boot with its screenshot."""
@@ -285,8 +301,6 @@ def _boot_check_newest(store: Path, appliance) -> None:
         [sys.executable, "-m", "agent", "--store", str(store), "--json", "points", server.name],
         check=True, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    import json
-
     newest = max(json.loads(points.stdout), key=lambda p: p["taken_at"])
     check = [
         "bootcheck",
