@@ -58,3 +58,21 @@ class BareMetalForm(forms.Form):
     port = forms.IntegerField(min_value=1, max_value=65535, initial=22)
     host_key = forms.CharField(max_length=2000, help_text="The target's SSH host key line.")
     device = forms.CharField(max_length=300, initial="/dev/sda")
+
+
+class RestoreGrantForm(forms.Form):
+    """The servers a customer user may restore from: only that customer's servers are offered,
+    so an id of any other server is not a valid choice."""
+
+    servers = forms.ModelMultipleChoiceField(
+        queryset=None,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="May restore from",
+        error_messages={"invalid_choice": "%(value)s is not one of this customer's servers."},
+    )
+
+    def __init__(self, *args, servers, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["servers"].queryset = servers
+        self.fields["servers"].label_from_instance = lambda s: f"{s.name} ({s.appliance.name})"

@@ -17,12 +17,12 @@ from django.views.decorators.http import require_POST
 
 from appliances import jobs
 from appliances.models import Job, ProtectedServer
-from portal.access import msp_required, roles_required
-from portal.models import Role
+from portal.access import admins_required, msp_required, roles_required
+from portal.models import Role, User
 from portal.pagination import paginate
 from portal.tenancy import get_for_user
-from restores import selectors, services
-from restores.forms import BareMetalForm, ExportForm, PutBackForm
+from restores import grants, selectors, services
+from restores.forms import BareMetalForm, ExportForm, PutBackForm, RestoreGrantForm
 from restores.models import RecoveryPoint, Tier
 
 any_role_required = roles_required(*Role)
@@ -242,3 +242,22 @@ def restore_audit(request):
     """Who restored what: browse, search, download and restore events of the user's customers."""
     page = paginate(request, selectors.restore_events_for(request.user))
     return render(request, "restores/audit.html", {"page": page})
+
+
+@admins_required
+def restore_grants(request, user_pk: int):
+    """A customer user's restore grants, edited by their customer's admin (or an MSP admin)."""
+    user = get_for_user(User, request.user, pk=user_pk, role=Role.CUSTOMER_USER)
+    servers = grants.grantable_servers(request.user, user)
+    initial = {"servers": sorted(grants.granted_server_ids(user))}
+    form = RestoreGrantForm(request.POST or None, servers=servers, initial=initial)
+    if request.method == "POST":
+        if not form.is_valid():
+            context = {"form": form, "grantee": user}
+            return render(request, "restores/grants.html", context, status=400)
+        grants.set_restore_grants(
+            request.user, user, list(form.cleaned_data["servers"]), request=request
+        )
+        messages.success(request, f"Restore grants of {user.username} saved.")
+        return redirect("restore_grants", user_pk=user.pk)
+    return render(request, "restores/grants.html", {"form": form, "grantee": user})
