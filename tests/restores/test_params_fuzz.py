@@ -120,3 +120,14 @@ def test_grants_form_never_answers_5xx(client, world):
     url = reverse("restore_grants", args=[world["user"].pk])
     assert_never_5xx(lambda q: client.post(url, q),
                      params_of(servers=st.lists(NUMBERISH, max_size=3)))  # fmt: skip
+
+
+def test_ids_past_the_databases_integers_are_404(client, world):
+    client.force_login(world["tech"])
+    huge = 2**70
+    for name in ("restore_browse", "restore_search", "restore_volume", "vm_start"):
+        assert client.get(reverse(name, args=[huge])).status_code == 404, name
+    assert client.get(reverse("restore_server_points", args=[huge])).status_code == 404
+    assert client.get(reverse("restore_job", args=[huge])).status_code == 404
+    client.force_login(world["admin"])
+    assert client.get(reverse("restore_grants", args=[huge])).status_code == 404
