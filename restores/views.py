@@ -255,7 +255,8 @@ def restore_grants(request, user_pk: int):
     user = get_for_user(User, request.user, pk=user_pk, role=Role.CUSTOMER_USER)
     servers = grants.grantable_servers(request.user, user)
     initial = {"servers": sorted(grants.granted_server_ids(user))}
-    form = RestoreGrantForm(request.POST or None, servers=servers, initial=initial)
+    data = request.POST if request.method == "POST" else None  # none ticked: an empty POST
+    form = RestoreGrantForm(data, servers=servers, initial=initial)
     if request.method == "POST":
         if not form.is_valid():
             context = {"form": form, "grantee": user}

@@ -109,3 +109,12 @@ def test_user_list_links_each_customer_user_to_their_grants(client, acme):
     client.force_login(acme["admin"])
     page = client.get(reverse("user_list")).content.decode()
     assert reverse("restore_grants", args=[acme["user"].pk]) in page and "1 server<" in page
+
+
+def test_unticking_every_server_removes_every_grant(client, acme):
+    f.RestoreGrantFactory(user=acme["user"], server=acme["files01"])
+    client.force_login(acme["admin"])
+    response = client.post(reverse("restore_grants", args=[acme["user"].pk]), {})
+    assert response.status_code == 302 and not RestoreGrant.objects.exists()
+    event = AuditEvent.objects.get(action="restore.grants_changed")
+    assert event.detail["removed"] == [f"{acme['files01'].appliance.name}/files01"]
