@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from appliances import job_results
 from appliances.client import AgentClient
+from appliances.file_names import parse_path_param
 from appliances.models import Job
 
 
@@ -35,6 +36,13 @@ class JobType:
     noun: str = ""
 
 
+def _exact_paths(job: Job) -> dict:
+    """A file restore's paths as the agent names them (the job keeps their ``~`` form)."""
+    if "paths" not in job.params:
+        return {}
+    return {"paths": [parse_path_param(p) for p in job.params["paths"]]}
+
+
 MINUTES = dt.timedelta(minutes=1)
 
 REGISTRY: dict[str, JobType] = {
@@ -50,7 +58,7 @@ REGISTRY: dict[str, JobType] = {
     "bootcheck": JobType(
         stall_limit=15 * MINUTES, on_finish=job_results.bootcheck_result, noun="boot check"
     ),
-    "restore": JobType(stall_limit=10 * MINUTES),
+    "restore": JobType(stall_limit=10 * MINUTES, start_params=_exact_paths),
     "export": JobType(stall_limit=10 * MINUTES),
     # A VM's job lasts as long as the VM runs: no stall limit.
     "virtualize": JobType(stall_limit=None, on_finish=job_results.vm_ended, noun="VM"),

@@ -116,6 +116,8 @@ class ProtectedServer(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     tenant_path = "appliance__customer"
+    # Customer users see a server only with a restore grant (portal/tenancy.py).
+    server_path = ""
     objects = TenantManager()
 
     class Meta:
@@ -139,6 +141,7 @@ class Volume(models.Model):
     size_bytes = models.BigIntegerField(default=0)
 
     tenant_path = "server__appliance__customer"
+    server_path = "server"
     objects = TenantManager()
 
     class Meta:
@@ -167,6 +170,7 @@ class Schedule(models.Model):
     enabled = models.BooleanField(default=True)
 
     tenant_path = "server__appliance__customer"
+    server_path = "server"
     objects = TenantManager()
 
     class Meta:
@@ -207,6 +211,7 @@ class RetentionPolicy(models.Model):
     yearly = models.PositiveIntegerField(default=3)
 
     tenant_path = "server__appliance__customer"
+    server_path = "server"
     objects = TenantManager()
 
     def __str__(self) -> str:
@@ -266,6 +271,7 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     tenant_path = "appliance__customer"
+    server_path = "server"
     objects = TenantManager()
 
     class Meta:

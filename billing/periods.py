@@ -27,12 +27,22 @@ def next_month(day: dt.date) -> dt.date:
     return month_start(month_end(day) + dt.timedelta(days=1))
 
 
+# Months we bill in; outside them the calendar arithmetic would overflow (year 9999's next month).
+FIRST_YEAR, LAST_YEAR = 2000, 2199
+
+
 def parse_month(text: str) -> dt.date:
-    """``YYYY-MM`` (or an ISO date) to the first day of that month; ValueError otherwise."""
+    """``YYYY-MM`` (or an ISO ``YYYY-MM-DD``) to the first day of that month, years
+    FIRST_YEAR..LAST_YEAR; ValueError with a message for people otherwise."""
     text = (text or "").strip()
     if len(text) == 7:
         text += "-01"
-    return month_start(dt.date.fromisoformat(text))
+    if not (len(text) == 10 and text.isascii()):
+        raise ValueError("a month is written YYYY-MM")
+    day = dt.date.fromisoformat(text)
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise ValueError(f"a month between {FIRST_YEAR} and {LAST_YEAR}")
+    return month_start(day)
 
 
 def active_days(

@@ -26,6 +26,7 @@ from billing.models import InvoiceStatus
 from billing.periods import parse_month
 from portal.access import msp_admin_required
 from portal.pagination import paginate
+from portal.params import BadParameter, choice_param
 
 
 def _error_text(exc: ValidationError) -> str:
@@ -49,13 +50,20 @@ def billing_home(request):
 # --- invoices ---------------------------------------------------------------------------------
 
 
-def _invoice_filters(request):
+def _month_param(request, default):
+    """``?month=YYYY-MM``, ``default`` when absent; anything else is a 400 saying so."""
+    raw = request.GET.get("month", "")
+    if not raw:
+        return default
     try:
-        period = parse_month(request.GET["month"]) if request.GET.get("month") else None
-    except ValueError:
-        period = None
-    status = request.GET.get("status", "")
-    return period, status if status in InvoiceStatus.values else ""
+        return parse_month(raw)
+    except ValueError as exc:
+        raise BadParameter(f"month must be YYYY-MM ({exc}), not {raw[:40]!r}.") from None
+
+
+def _invoice_filters(request):
+    period = _month_param(request, None)
+    return period, choice_param(request.GET, "status", InvoiceStatus.values)
 
 
 @msp_admin_required
@@ -296,10 +304,7 @@ def billing_price_book_create(request):
 
 
 def _report_month(request):
-    try:
-        return parse_month(request.GET["month"])
-    except (KeyError, ValueError):
-        return reports.default_report_month()
+    return _month_param(request, None) or reports.default_report_month()
 
 
 @msp_admin_required

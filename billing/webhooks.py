@@ -46,9 +46,14 @@ def _check_not_from_the_future(signature: str) -> None:
     # for as long as it is ahead, so it is refused too.
     for item in signature.split(","):
         name, _, value = item.partition("=")
-        if name.strip() == "t" and value.strip().isdigit():
-            if int(value) > time.time() + settings.STRIPE_WEBHOOK_TOLERANCE:
-                raise BadEvent("timestamp in the future")
+        value = value.strip()
+        if name.strip() != "t":
+            continue
+        # ASCII digits only: "²".isdigit() is true and int("²") fails.
+        if not (value.isascii() and value.isdigit()):
+            raise BadEvent("the signature's timestamp is not a number")
+        if int(value) > time.time() + settings.STRIPE_WEBHOOK_TOLERANCE:
+            raise BadEvent("timestamp in the future")
 
 
 def _invoice_for(obj: dict) -> Invoice | None:
@@ -56,7 +61,8 @@ def _invoice_for(obj: dict) -> Invoice | None:
     found = Invoice.objects.filter(stripe_invoice_id=stripe_id).first() if stripe_id else None
     if found is None:
         ours = (obj.get("metadata") or {}).get("bdr_invoice_id", "")
-        if str(ours).isdigit():
+        ours = str(ours)
+        if ours.isascii() and ours.isdigit() and len(ours) <= 18:
             found = Invoice.objects.filter(pk=int(ours)).first()
     return found
 

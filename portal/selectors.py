@@ -22,6 +22,7 @@ def users_visible_to(user: User) -> QuerySet[User]:
     return (
         User.objects.for_user(user)
         .select_related("customer")
+        .annotate(restore_grant_count=Count("restore_grants"))
         .order_by("customer__name", "username")
     )
 

@@ -4,6 +4,12 @@ Every model that holds a customer's data uses a manager built from ``TenantQuery
 names the path from itself to its Customer in ``tenant_path``. Views, API views, forms and
 tasks read tenant data only through ``Model.objects.for_user(user)`` or the helpers below,
 which answer 404 (never 403) for an object of another customer, so nobody learns it exists.
+
+A customer *user* (not their admins, not the MSP) sees a protected server, and everything
+hanging from it, only when a customer admin granted them that server
+(``restores.RestoreGrant``). Models under a server name the path to it in ``server_path``
+(``""`` for ProtectedServer itself), and this one queryset method applies the grant, so a
+server without a grant is a 404 exactly like another customer's.
 """
 
 from __future__ import annotations
@@ -31,8 +37,20 @@ class TenantQuerySet(models.QuerySet):
             return self.none()
         path = self.model.tenant_path
         if path == "":
-            return self.filter(pk=user.customer_id)
-        return self.filter(**{path: user.customer_id})
+            mine = self.filter(pk=user.customer_id)
+        else:
+            mine = self.filter(**{path: user.customer_id})
+        server_path = getattr(self.model, "server_path", None)
+        if server_path is None or not _needs_grant(user):
+            return mine
+        grant = f"{server_path}__restore_grants__user" if server_path else "restore_grants__user"
+        return mine.filter(**{grant: user.pk})
+
+
+def _needs_grant(user: User) -> bool:
+    from portal.models import Role  # portal.models imports this module
+
+    return user.role == Role.CUSTOMER_USER
 
 
 TenantManager = models.Manager.from_queryset(TenantQuerySet)

@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView
 
 from portal import api, views
 
+handler400 = "portal.params.bad_request"
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),

@@ -68,3 +68,21 @@ class BareMetalForm(forms.Form):
 
     def clean_host_key(self):
         return clean_host_key(self.cleaned_data["host_key"])
+
+
+class RestoreGrantForm(forms.Form):
+    """The servers a customer user may restore from: only that customer's servers are offered,
+    so an id of any other server is not a valid choice."""
+
+    servers = forms.ModelMultipleChoiceField(
+        queryset=None,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="May restore from",
+        error_messages={"invalid_choice": "%(value)s is not one of this customer's servers."},
+    )
+
+    def __init__(self, *args, servers, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["servers"].queryset = servers
+        self.fields["servers"].label_from_instance = lambda s: f"{s.name} ({s.appliance.name})"

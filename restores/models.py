@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from appliances.models import ProtectedServer
+from portal.models import User
 from portal.tenancy import TenantManager
 
 
@@ -44,6 +45,7 @@ class RecoveryPoint(models.Model):
     boot_screenshot = models.BinaryField(null=True, blank=True)
 
     tenant_path = "server__appliance__customer"
+    server_path = "server"
     objects = RecoveryPointManager()
 
     class Meta:
@@ -96,6 +98,7 @@ class VirtualMachine(models.Model):
     stopped_at = models.DateTimeField(null=True, blank=True)
 
     tenant_path = "server__appliance__customer"
+    server_path = "server"
     objects = TenantManager()
 
     class Meta:
@@ -107,3 +110,34 @@ class VirtualMachine(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in ACTIVE_VM_STATES
+
+
+class RestoreGrant(models.Model):
+    """A customer user may restore from this protected server of their customer.
+
+    Customer users see (and restore from) only the servers they hold a grant for; the
+    tenancy scoping (``server_path`` in portal/tenancy.py) applies it. The customer's admins
+    and the MSP's staff need none. Written by ``restores.grants.set_restore_grants`` only,
+    which keeps the user and the server in the same customer.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="restore_grants")
+    server = models.ForeignKey(
+        ProtectedServer, on_delete=models.CASCADE, related_name="restore_grants"
+    )
+    granted_at = models.DateTimeField(auto_now_add=True)
+    granted_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    tenant_path = "server__appliance__customer"
+    server_path = "server"
+    objects = TenantManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "server"], name="restore_grant_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} may restore from {self.server}"

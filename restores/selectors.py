@@ -37,12 +37,14 @@ def point_for(user: User, point_pk: int) -> RecoveryPoint:
 
 
 def breadcrumbs(path: str) -> list[tuple[str, str]]:
-    """(label, path) for each folder from the root down to ``path``."""
+    """(label, path as links carry it) for each folder from the root down to ``path``."""
+    from appliances.file_names import display_name, path_param
+
     crumbs = [("All files", "/")]
     so_far = ""
     for part in [p for p in path.split("/") if p]:
         so_far += "/" + part
-        crumbs.append((part, so_far))
+        crumbs.append((display_name(part), path_param(so_far)))
     return crumbs
 
 

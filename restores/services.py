@@ -20,6 +20,7 @@ from django.http import Http404
 from appliances import jobs, sync
 from appliances.client import AgentClient, AgentError, TransportError
 from appliances.confinement import clean_host_key, validate_appliance_folder, validate_target
+from appliances.file_names import BadPathParam, display_name, parse_path_param, path_param
 from appliances.models import Appliance, Job, JobKind
 from portal import audit
 from portal.models import User
@@ -45,8 +46,9 @@ class LinkRefused(Exception):
 
 
 def clean_path(path: str) -> str:
-    """``path`` as ``/a/b``; anything with ``..``, ``.``, NUL or not absolute is refused."""
-    if not isinstance(path, str) or not path.startswith("/") or "\0" in path or "\\" in path:
+    """``path`` as ``/a/b``; anything with ``..``, ``.``, NUL or not absolute is refused.
+    Every other character is part of a name (a backslash is legal on ext4)."""
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
         raise PathRefused(path)
     parts = [p for p in path.split("/") if p]
     if any(p in (".", "..") for p in parts):
@@ -55,7 +57,8 @@ def clean_path(path: str) -> str:
 
 
 def _refused(user: User, point: RecoveryPoint, path: str, request=None) -> PathRefused:
-    audit.record(user, "restore.path_refused", point, request=request, detail={"path": path[:500]})
+    detail = {"path": path_param(path[:500])}
+    audit.record(user, "restore.path_refused", point, request=request, detail=detail)
     return PathRefused(path)
 
 
@@ -71,9 +74,10 @@ def appliance_session(appliance: Appliance) -> Iterator[AgentClient]:
 
 
 def _checked(user, point, path, request):
+    """The exact path that ``path`` (itself, or its ``~`` form) names; refusals audited."""
     try:
-        return clean_path(path)
-    except PathRefused:
+        return clean_path(parse_path_param(path))
+    except (PathRefused, BadPathParam, AttributeError):
         raise _refused(user, point, str(path), request) from None
 
 
@@ -115,7 +119,7 @@ def browse(
         user, point, path, request, lambda: _files_call(agent, point, "files.ls", **params)
     )
     audit.record(user, "restore.browse", point, request=request,
-                 detail={"path": path, "partition": listing["partition"]})  # fmt: skip
+                 detail={"path": path_param(path), "partition": listing["partition"]})  # fmt: skip
     return listing
 
 
@@ -135,7 +139,8 @@ def search(
             user, point, pattern, request, lambda: _files_call(agent, point, "files.find", **params)
         )
     audit.record(user, "restore.search", point, request=request,
-                 detail={"pattern": pattern, "found": len(result["matches"])})  # fmt: skip
+                 detail={"pattern": path_param(pattern),
+                         "found": len(result["matches"])})  # fmt: skip
     return result
 
 
@@ -161,7 +166,8 @@ def sign_download(user: User, point: RecoveryPoint, paths: list[str], partition:
     cleaned = []
     for p in paths:
         folder = p.endswith("/") and p != "/"
-        cleaned.append(_checked(user, point, p, request) + ("/" if folder else ""))
+        exact = _checked(user, point, p[:-1] if folder else p, request)
+        cleaned.append(exact + ("/" if folder and exact != "/" else ""))
     payload = {"u": user.pk, "p": point.pk, "f": cleaned, "n": partition}
     return signing.dumps(payload, salt=LINK_SALT, compress=True)
 
@@ -187,7 +193,7 @@ def open_download(user: User, token: str, *, request=None) -> Download:
 
 def download_name(download: Download) -> str:
     if not download.is_zip:
-        return posixpath.basename(download.paths[0]) or "file"
+        return display_name(posixpath.basename(download.paths[0])) or "file"
     return f"{download.point.server.name}-{download.point.taken_at:%Y-%m-%d-%H%M}.zip"
 
 
@@ -204,7 +210,8 @@ def start_download(
         size = None if download.is_zip else _file_size(agent, user, point, paths[0], part, request)
         session = session.pop_all()  # from here the stream owns the session
     audit.record(user, "restore.download", point, request=request,
-                 detail={"paths": paths[:50], "zip": download.is_zip, "size": size})  # fmt: skip
+                 detail={"paths": [path_param(p) for p in paths[:50]], "zip": download.is_zip,
+                         "size": size})  # fmt: skip
     pieces = (
         _zip_pieces(agent, point, paths, part)
         if download.is_zip
@@ -281,7 +288,10 @@ def put_back(user: User, point: RecoveryPoint, paths: list[str], dest: str,
         raise ValidationError("Pick at least one file or folder.")
     cleaned = [_checked(user, point, p, request) for p in paths]
     dest = validate_appliance_folder(dest)  # the appliance checks again, against its roots
-    params = {"point": point.agent_id, "paths": cleaned, "dest": dest, "overwrite": overwrite}
+    # Job params are JSON in PostgreSQL: the paths in their ``~`` form (restore's start_params
+    # turns them back into the exact paths for the agent).
+    params = {"point": point.agent_id, "paths": [path_param(p) for p in cleaned], "dest": dest,
+              "overwrite": overwrite}  # fmt: skip
     if partition is not None:
         params["partition"] = partition
     return _queue_for_point(user, point, JobKind.RESTORE, params, "restore.put_back", request)

@@ -15,6 +15,7 @@ urlpatterns = [
     path("jobs/<int:job_pk>/progress/", views.job_progress, name="restore_job_progress"),
     path("jobs/<int:job_pk>/image/", views.export_download, name="restore_export_download"),
     path("audit/", views.restore_audit, name="restore_audit"),
+    path("users/<int:user_pk>/grants/", views.restore_grants, name="restore_grants"),
     # Virtualization (restores/vm_views.py): technicians and MSP admins only
     path("vms/", vm_views.vm_list, name="vm_list"),
     path("points/<int:point_pk>/vm/", vm_views.vm_start, name="vm_start"),

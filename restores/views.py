@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -16,13 +15,15 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_POST
 
 from appliances import jobs
+from appliances.file_names import display_name, path_param
 from appliances.models import Job, ProtectedServer
-from portal.access import msp_required, roles_required
-from portal.models import Role
+from portal.access import admins_required, msp_required, roles_required
+from portal.models import Role, User
 from portal.pagination import paginate
+from portal.params import choice_param, int_param
 from portal.tenancy import get_for_user
-from restores import selectors, services
-from restores.forms import BareMetalForm, ExportForm, PutBackForm
+from restores import grants, selectors, services
+from restores.forms import BareMetalForm, ExportForm, PutBackForm, RestoreGrantForm
 from restores.models import RecoveryPoint, Tier
 
 any_role_required = roles_required(*Role)
@@ -38,18 +39,19 @@ def restore_home(request):
 @any_role_required
 def server_points(request, server_pk: int):
     server = get_for_user(ProtectedServer, request.user, pk=server_pk)
-    tier = request.GET.get("tier", "")
+    tier = choice_param(request.GET, "tier", Tier.values)
     points = selectors.points_of(request.user, server)
-    if tier in Tier.values:
+    if tier:
         points = points.filter(tier=tier)
-    page = Paginator(points, 100).get_page(request.GET.get("page"))
+    page = paginate(request, points, per_page=100)
     context = {"server": server, "page": page, "tiers": Tier.choices, "tier": tier}
     return render(request, "restores/server_points.html", context)
 
 
 def _partition(request) -> int | None:
-    value = request.GET.get("partition") or request.POST.get("partition") or ""
-    return int(value) if value.isdigit() else None
+    """``?partition=`` (or the form's): a partition number, or None for the first readable."""
+    data = request.POST if request.method == "POST" else request.GET
+    return int_param(data, "partition", maximum=128)
 
 
 def _point(request, point_pk: int) -> RecoveryPoint:
@@ -84,6 +86,7 @@ def browse(request, point_pk: int):
     number = listing["partition"]
     for entry in listing["entries"]:
         entry["changed"] = selectors.when(entry.get("mtime"))
+        entry["label"], entry["param"] = display_name(entry["name"]), path_param(entry["path"])
         if entry["type"] == "file":
             token = services.sign_download(request.user, point, [entry["path"]], number)
             entry["download_url"] = reverse("restore_download", args=[token])
@@ -113,7 +116,9 @@ def search(request, point_pk: int):
             token = services.sign_download(request.user, point, [entry["path"]],
                                            entry.get("partition"))  # fmt: skip
             entry["download_url"] = reverse("restore_download", args=[token])
-        entry["folder"] = entry["path"].rsplit("/", 1)[0] or "/"
+        folder = entry["path"].rsplit("/", 1)[0] or "/"
+        entry["folder"], entry["folder_label"] = path_param(folder), display_name(folder)
+        entry["label"] = display_name(entry["name"])
     context = {"point": point, "query": query, "result": result}
     return render(request, "restores/search.html", context)
 
@@ -243,3 +248,23 @@ def restore_audit(request):
     """Who restored what: browse, search, download and restore events of the user's customers."""
     page = paginate(request, selectors.restore_events_for(request.user))
     return render(request, "restores/audit.html", {"page": page})
+
+
+@admins_required
+def restore_grants(request, user_pk: int):
+    """A customer user's restore grants, edited by their customer's admin (or an MSP admin)."""
+    user = get_for_user(User, request.user, pk=user_pk, role=Role.CUSTOMER_USER)
+    servers = grants.grantable_servers(request.user, user)
+    initial = {"servers": sorted(grants.granted_server_ids(user))}
+    data = request.POST if request.method == "POST" else None  # none ticked: an empty POST
+    form = RestoreGrantForm(data, servers=servers, initial=initial)
+    if request.method == "POST":
+        if not form.is_valid():
+            context = {"form": form, "grantee": user}
+            return render(request, "restores/grants.html", context, status=400)
+        grants.set_restore_grants(
+            request.user, user, list(form.cleaned_data["servers"]), request=request
+        )
+        messages.success(request, f"Restore grants of {user.username} saved.")
+        return redirect("restore_grants", user_pk=user.pk)
+    return render(request, "restores/grants.html", {"form": form, "grantee": user})

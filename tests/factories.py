@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from appliances.models import Alert, Appliance, Job, ProtectedServer, Volume
 from portal.models import AuditEvent, Customer, Role, Site, User
-from restores.models import RecoveryPoint, VirtualMachine
+from restores.models import RecoveryPoint, RestoreGrant, VirtualMachine
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple"
 
@@ -225,3 +225,17 @@ class InvoiceLineFactory(factory.django.DjangoModelFactory):
     quantity = Decimal("1")
     unit_price = Decimal("79.00")
     amount = Decimal("79.00")
+
+
+class RestoreGrantFactory(factory.django.DjangoModelFactory):
+    """A customer user allowed to restore from a server of their customer."""
+
+    class Meta:
+        model = RestoreGrant
+
+    server = factory.SubFactory(ProtectedServerFactory)
+    user = factory.SubFactory(
+        UserFactory,
+        role=Role.CUSTOMER_USER,
+        customer=factory.SelfAttribute("..server.appliance.customer"),
+    )

@@ -147,6 +147,18 @@ def _zip_entries(fs: PointFilesystem, paths: list[str]) -> Iterator[tuple[dict, 
             yield top, path[len(base) :].lstrip("/")
 
 
+class _ZipInfo(zipfile.ZipInfo):
+    """A zip entry whose name is written as the filesystem's exact bytes: a name that is not
+    UTF-8 (lone surrogates, see filesystems.py) is stored as its raw bytes without the UTF-8
+    flag, as Info-ZIP does on Linux, instead of failing to encode."""
+
+    def _encodeFilenameFlags(self):  # noqa: N802  (zipfile's name)
+        try:
+            return super()._encodeFilenameFlags()
+        except UnicodeEncodeError:
+            return os.fsencode(self.filename), self.flag_bits & ~0x800
+
+
 def zip_stream(fs: PointFilesystem, paths: list[str]) -> Iterator[bytes]:
     """A zip of ``paths`` (files and whole folders), yielded in pieces as it is made.
 
@@ -158,7 +170,7 @@ def zip_stream(fs: PointFilesystem, paths: list[str]) -> Iterator[bytes]:
             if entry["type"] not in ("file", "dir"):
                 continue
             when = dt.datetime.fromtimestamp(max(entry["mtime"] or 0, 315532800), dt.UTC)
-            info = zipfile.ZipInfo(
+            info = _ZipInfo(
                 name if entry["type"] == "file" else name.rstrip("/") + "/",
                 when.timetuple()[:6],
             )
@@ -205,7 +217,9 @@ def _write_file(fs: PointFilesystem, source: str, target: Path, overwrite: bool,
     if target.exists() and not overwrite:
         return "skipped"
     # The writer's pid in the name lets a supervisor remove exactly what a killed run left.
-    temp = target.with_name(f".{target.name}{PARTIAL_MARK}{os.getpid()}.{secrets.token_hex(4)}")
+    # The target's name is cut to 200 bytes so a 255-byte name still leaves room for the mark.
+    head = os.fsdecode(os.fsencode(target.name)[:200])
+    temp = target.with_name(f".{head}{PARTIAL_MARK}{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         with os.fdopen(fd, "wb") as out:

@@ -4,15 +4,24 @@ The point's bytes reach The Sleuth Kit (pytsk3) through ``PointImage``, an ``Img
 ``read`` is ``PointReader.read``; TSK finds the partitions (MBR, GPT) and reads NTFS,
 FAT12/16/32, exFAT and ext2/3/4 from there. Only allocated entries are shown.
 
-Paths are absolute within the filesystem (``/Users/ann/report.xlsx``). A path with ``..``,
-``.``, empty components, backslashes or NUL is refused (``PathRefused``) and the attempt is
-logged; symlinks are listed, never followed, so nothing can lead outside the filesystem.
+Paths are absolute within the filesystem (``/Users/ann/report.xlsx``). A path with ``..`` or
+``.`` components or NUL is refused (``PathRefused``) and the attempt is logged; symlinks are
+listed, never followed, so nothing can lead outside the filesystem. Every other byte a
+filesystem allows in a name is a name: a backslash (legal on ext4) is an ordinary character,
+not a separator, and so are newlines.
+
+Names are ``str`` decoded from the filesystem's bytes as UTF-8 with ``surrogateescape`` (what
+``os.fsdecode`` does on Linux): a name that is not valid UTF-8 keeps its exact bytes as lone
+surrogates (``b"bad\xff"`` is ``"bad\udcff"``), travels through JSON as the escape
+``"\udcff"``, and addresses the same file when it comes back. TSK's path lookup takes UTF-8
+only, so such a path is resolved here, one directory at a time, by comparing bytes.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -50,8 +59,8 @@ def clean_path(path: str) -> str:
     """``path`` normalised to ``/a/b``; anything that could climb out raises PathRefused."""
     if not isinstance(path, str) or not path.startswith("/"):
         _refuse(path, "is not absolute")
-    if "\0" in path or "\\" in path:
-        _refuse(path, "contains NUL or a backslash")
+    if "\0" in path:
+        _refuse(path, "contains NUL")
     parts = [p for p in path.split("/") if p != ""]
     if any(p in (".", "..") for p in parts):
         _refuse(path, "contains . or ..")
@@ -65,6 +74,19 @@ def _refuse(path, why: str) -> None:
 
 def join(parent: str, name: str) -> str:
     return parent.rstrip("/") + "/" + name
+
+
+def decode_name(raw: bytes) -> str:
+    """A name's bytes as str: UTF-8, undecodable bytes kept as lone surrogates."""
+    return raw.decode("utf-8", errors="surrogateescape")
+
+
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class PointImage(pytsk3.Img_Info):
@@ -176,10 +198,41 @@ class PointFilesystem:
 
     # -- entries ---------------------------------------------------------------------------
     def _open(self, path: str):
+        if not _is_utf8(path):
+            return self._open_by_bytes(path)
         try:
             return self.fs.open(path)
         except OSError:
-            raise NotFound(f"no such file or directory: {path}") from None
+            raise NotFound(f"no such file or directory: {path!r}") from None
+
+    def _open_by_bytes(self, path: str):
+        """The entry at ``path`` found by comparing each component's bytes with the names in
+        its parent directory (for names that are not UTF-8, which TSK's lookup cannot take)."""
+        entry = None
+        inode = self.fs.info.root_inum
+        for part in path.strip("/").split("/"):
+            wanted = os.fsencode(part)
+            directory = self._dir_at(inode, path)
+            entry = next((f for f in directory if _allocated(f) and f.info.name.name == wanted),
+                         None)  # fmt: skip
+            if entry is None or entry.info.meta is None:
+                raise NotFound(f"no such file or directory: {path!r}")
+            inode = entry.info.meta.addr
+        return entry if entry is not None else self.fs.open_meta(inode=inode)
+
+    def _dir_at(self, inode: int, path: str):
+        try:
+            return self.fs.open_dir(inode=inode)
+        except OSError:
+            raise NotFound(f"no such file or directory: {path!r}") from None
+
+    def _open_dir(self, path: str):
+        if _is_utf8(path):
+            return self.fs.open_dir(path=path)
+        f = self._open(path)
+        if _kind(f) != "dir":
+            raise OSError(f"not a directory: {path!r}")
+        return self._dir_at(f.info.meta.addr, path)
 
     def _entry(self, f, path: str) -> dict:
         meta = f.info.meta
@@ -196,7 +249,7 @@ class PointFilesystem:
         }
         if kind == "symlink" and meta is not None:
             link = meta.link
-            entry["target"] = link.decode(errors="replace") if isinstance(link, bytes) else link
+            entry["target"] = decode_name(link) if isinstance(link, bytes) else link
         return entry
 
     def stat(self, path: str) -> dict:
@@ -213,17 +266,16 @@ class PointFilesystem:
 
     def _children(self, path: str) -> Iterator[tuple[str, object]]:
         try:
-            directory = self.fs.open_dir(path=path)
+            directory = self._open_dir(path)
         except OSError:
             if self._open(path) is not None:
-                raise UsageError(f"not a directory: {path}") from None
+                raise UsageError(f"not a directory: {path!r}") from None
             raise
         hide_meta = self.kind not in ("ext2", "ext3", "ext4")
         for f in directory:
-            name_info = f.info.name
-            if not name_info.flags & pytsk3.TSK_FS_NAME_FLAG_ALLOC:
+            if not _allocated(f):
                 continue
-            name = name_info.name.decode("utf-8", errors="replace")
+            name = decode_name(f.info.name.name)
             if name in (".", "..") or name == "$OrphanFiles":
                 continue
             if path == "/" and hide_meta and name in _HIDDEN_ROOT:
@@ -284,6 +336,10 @@ class PointFilesystem:
                 raise AgentError(f"{path}: the filesystem ended the file early at byte {pos}")
             yield data
             pos += len(data)
+
+
+def _allocated(f) -> bool:
+    return bool(f.info.name.flags & pytsk3.TSK_FS_NAME_FLAG_ALLOC)
 
 
 def _kind(f) -> str:

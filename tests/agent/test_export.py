@@ -5,13 +5,18 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from appliances.client import AgentError
-from tests.support.agent_store import agent, agent_json, make_volume, rpc_session
+from tests.support.agent_store import (
+    agent,
+    agent_json,
+    make_volume,
+    rpc_session,
+    wait_for_agent_job,
+)
 from tests.support.sshd import start_sshd
 
 
@@ -30,16 +35,6 @@ def rpc(exported):
     _, store, _, _ = exported
     with rpc_session(store) as client:
         yield client
-
-
-def _wait(rpc, job_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = rpc.call("jobs.status", id=job_id)
-        if record["state"] not in ("queued", "running"):
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 @pytest.mark.parametrize("fmt", ["raw", "qcow2", "vmdk", "vhdx"])
@@ -68,7 +63,7 @@ def test_export_never_overwrites(exported, tmp_path):
 def test_export_job_reports_progress_and_succeeds(rpc, exported, tmp_path):
     _, _, point, original = exported
     job = rpc.call("export.start", point=point, dest=str(tmp_path), format="qcow2", ref="e1")
-    record = _wait(rpc, job["id"])
+    record = wait_for_agent_job(rpc, job["id"], timeout=120)
     assert record["state"] == "succeeded", record
     assert record["bytes_total"] == len(original) == record["bytes_done"]
     assert record["result"]["format"] == "qcow2"
@@ -97,7 +92,7 @@ def test_bare_metal_restore_to_a_target_over_real_sshd(rpc, exported, tmp_path):
             host_key=target.host_key,
             ref="bm-1",
         )
-        record = _wait(rpc, job["id"])
+        record = wait_for_agent_job(rpc, job["id"], timeout=120)
         assert record["state"] == "succeeded", record
         assert record["result"]["verified"] is True
         assert record["result"]["sha256"] == hashlib.sha256(original).hexdigest()
@@ -107,7 +102,7 @@ def test_bare_metal_restore_to_a_target_over_real_sshd(rpc, exported, tmp_path):
         job = rpc.call("restore.start", point=point, dest="/tmp/elsewhere",
                        target=f"{target.user}@127.0.0.1", port=target.port,
                        host_key=target.host_key, ref="bm-2")  # fmt: skip
-        record = _wait(rpc, job["id"])
+        record = wait_for_agent_job(rpc, job["id"], timeout=120)
         assert record["state"] == "failed" and "only restores to" in record["error"]
 
         # A target whose host key is not the pinned one is never written to.
@@ -119,7 +114,7 @@ def test_bare_metal_restore_to_a_target_over_real_sshd(rpc, exported, tmp_path):
         job = rpc.call("restore.start", point=point, dest=str(disk),
                        target=f"{target.user}@127.0.0.1", port=target.port,
                        host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ2Y", ref="bm-3")  # fmt: skip
-        record = _wait(rpc, job["id"])
+        record = wait_for_agent_job(rpc, job["id"], timeout=120)
         assert record["state"] == "failed" and not disk.exists()
     finally:
         target.stop()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import random
-import time
 import zipfile
 
 import pytest
 
 from appliances.client import AgentError
 from tests.agent.fs_images import make_disk
-from tests.support.agent_store import agent, agent_json, rpc_session
+from tests.support.agent_store import agent, agent_json, rpc_session, wait_for_agent_job
 
 BIG = random.Random(7).randbytes(9 * (1 << 20) + 5)
 FILES = {
@@ -111,19 +110,9 @@ def test_restore_job_puts_files_back_without_overwriting(rpc, point_store, tmp_p
         paths=["/Users/ann/report.txt", "/Users/ann/big.bin"],
         ref="t-1",
     )
-    record = _wait(rpc, job["id"])
+    record = wait_for_agent_job(rpc, job["id"])
     assert record["state"] == "succeeded", record
     assert record["result"]["written"] == 1 and record["result"]["skipped"] == 1
     assert (dest / "report.txt").read_bytes() == b"newer"
     assert (dest / "big.bin").read_bytes() == BIG
     assert record["bytes_total"] == len(BIG) + 1100
-
-
-def _wait(rpc, job_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = rpc.call("jobs.status", id=job_id)
-        if record["state"] not in ("queued", "running"):
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")

@@ -100,8 +100,21 @@ def test_paid_event_marks_the_invoice_paid(client):
         lambda p: sign(p, at=int(time.time()) + 3600),  # from the future
         lambda p: "",
         lambda p: "t=1,v1=00",
+        lambda p: "t=²,v1=00",  # "²".isdigit() is true, int("²") fails
+        lambda p: sign(p).replace("t=", "t=²", 1),
+        lambda p: "t=٣," + sign(p).split(",", 1)[1],  # an Arabic-Indic 3: int() takes it
     ],
-    ids=["wrong secret", "other payload", "stale", "future", "missing", "garbage"],
+    ids=[
+        "wrong secret",
+        "other payload",
+        "stale",
+        "future",
+        "missing",
+        "garbage",
+        "superscript two",
+        "superscript before a real time",
+        "arabic-indic digit",
+    ],  # fmt: skip
 )
 def test_bad_signature_or_stale_timestamp_gets_400_and_changes_nothing(client, make_signature):
     invoice = _finalized_invoice()

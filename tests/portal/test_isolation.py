@@ -14,7 +14,8 @@ from django.apps import apps
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from portal.models import Role
-from tests.tenancy_world import OTHER_MARK, build_world
+from tests import factories as f
+from tests.tenancy_world import OTHER_MARK, Tenant, build_world
 
 # Which object fills each URL kwarg.
 KWARG_OBJECTS = {
@@ -191,6 +192,56 @@ def test_msp_staff_pages_answer_without_errors_for_any_tenant(client, db, role):
         url = url_for(name, kwargs, world.other)
         response = client.get(url)
         assert response.status_code < 500, f"{role} GET {url} answered {response.status_code}"
+
+
+# The objects that hang from a protected server (the API names them by basename).
+SERVER_OBJECTS = {"server", "volume", "job", "point", "vm"}
+
+
+def _ungranted_server(tenant: Tenant) -> Tenant:
+    """``tenant`` with a second server, and everything under it, that nobody was granted."""
+    server = f.ProtectedServerFactory(appliance=tenant.objects["appliance"], name="ungranted")
+    point = f.RecoveryPointFactory(server=server)
+    objects = {
+        "server": server,
+        "volume": f.VolumeFactory(server=server),
+        "job": f.JobFactory(appliance=server.appliance, server=server),
+        "point": point,
+        "vm": f.VirtualMachineFactory(server=server, point=point),
+    }
+    return Tenant(customer=tenant.customer, objects={**tenant.objects, **objects})
+
+
+def test_customer_user_gets_404_for_every_url_of_a_server_not_granted_to_them(
+    client, db, queued_tasks
+):
+    world = build_world()
+    user = world.own.users[Role.CUSTOMER_USER]
+    f.RestoreGrantFactory(user=user, server=world.own.objects["server"])
+    ungranted = _ungranted_server(world.own)
+    client.force_login(user)
+    before = db_fingerprint()
+    checked = 0
+    for name, kwargs in all_routes():
+        if _is_admin(name) or name in PUBLIC_NAMES:
+            continue
+        if not any(_object_for(name, k) in SERVER_OBJECTS for k in kwargs):
+            continue
+        url = url_for(name, kwargs, ungranted)
+        for method in ("get", "post"):
+            response = getattr(client, method)(url)
+            assert response.status_code in (404, 405), (
+                f"{method.upper()} {url} ({name}) of an ungranted server answered "
+                f"{response.status_code}, not 404"
+            )
+            checked += 1
+    assert checked > 10
+    assert db_fingerprint() == before and queued_tasks == []
+    # the granted server's restore pages still open
+    granted = reverse("restore_server_points", args=[world.own.objects["server"].pk])
+    assert client.get(granted).status_code == 200
+    home = client.get(reverse("restore_home")).content.decode()
+    assert "ungranted" not in home
 
 
 def test_technicians_do_not_see_billing_or_user_admin(client, db):

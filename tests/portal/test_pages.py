@@ -11,6 +11,7 @@ from tests.factories import (
     JobFactory,
     ProtectedServerFactory,
     RecoveryPointFactory,
+    RestoreGrantFactory,
     SiteFactory,
     UserFactory,
 )
@@ -33,7 +34,7 @@ def _populate(n):
         AlertFactory(appliance=appliance)
         RecoveryPointFactory(server=server)
         AuditEventFactory(customer=appliance.customer)
-        UserFactory(role=Role.CUSTOMER_USER, customer=appliance.customer)
+        RestoreGrantFactory(server=server)
 
 
 LIST_PAGES = [
@@ -68,7 +69,7 @@ def test_list_pages_use_a_constant_number_of_queries(client, db, django_assert_m
 
 def test_restore_points_page_has_constant_queries(client, db, django_assert_max_num_queries):
     server = ProtectedServerFactory()
-    user = UserFactory(role=Role.CUSTOMER_USER, customer=server.appliance.customer)
+    user = RestoreGrantFactory(server=server).user
     client.force_login(user)
     RecoveryPointFactory.create_batch(3, server=server)
     with django_assert_max_num_queries(8):

@@ -9,7 +9,7 @@ from appliances import sync
 from appliances.models import Alert
 from portal.models import Role
 from restores.models import RecoveryPoint
-from tests.factories import UserFactory
+from tests.factories import RestoreGrantFactory, UserFactory
 from tests.support.agent_store import agent
 from tests.support.bootable import bootable_appliance, needs_qemu, use_tcg
 
@@ -81,7 +81,7 @@ def test_customer_users_see_the_verdict_but_not_the_screenshot(world, client):
     two = RecoveryPoint.objects.filter(server=server).latest("taken_at")
     _bootcheck(store, two, "MARKER-TWO")
     sync.poll_appliance(appliance)
-    client.force_login(UserFactory(role=Role.CUSTOMER_USER, customer=appliance.customer))
+    client.force_login(RestoreGrantFactory(server=server).user)
     assert client.get(reverse("point_boot_png", args=[two.pk])).status_code == 404
     page = client.get(reverse("restore_server_points", args=[server.pk])).content.decode()
     assert "yes, in" in page and "boot.png" not in page and "Start VM" not in page

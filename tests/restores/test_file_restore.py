@@ -71,6 +71,8 @@ def world(db, agent_world):
         "admin": f.UserFactory(role=Role.CUSTOMER_ADMIN, customer=customer),
         "stranger": f.UserFactory(role=Role.CUSTOMER_USER, customer=other.appliance.customer),
     }
+    f.RestoreGrantFactory(user=users["customer"], server=server)
+    f.RestoreGrantFactory(user=users["stranger"], server=other)
     return {"store": store, "appliance": appliance, "server": server, "points": points,
             "other_point": other_point, "users": users}  # fmt: skip
 

@@ -99,3 +99,27 @@ def job_child_pid(appliance, agent_job_id: str, tries: int = 500) -> int:
                 return record["child_pid"]
             time.sleep(0.02)
     raise AssertionError(f"job {agent_job_id} started no process: {record}")
+
+
+def wait_for_agent_job(rpc, job_id: str, timeout: float = 60) -> dict:
+    """The agent job's record once it has ended (polled through ``rpc``)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = rpc.call("jobs.status", id=job_id)
+        if record["state"] not in ("queued", "running"):
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def backed_up_disk(root: Path, parts: list, server: str, volume: str, table: str = "mbr"):
+    """(store, the point's record): a new store under ``root`` holding one backup of a disk
+    made with ``tests.agent.fs_images.make_disk(…, parts, table)``."""
+    from tests.agent.fs_images import make_disk
+
+    store = root / "store"
+    agent(store, "init", "--key-file", str(root / "key"))
+    image = make_disk(root / "disk.img", parts, table)
+    return store, agent_json(store, "backup", server, str(image), "--volume", volume)

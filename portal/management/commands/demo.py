@@ -33,6 +33,10 @@ USERS = [
     ("globex-user", Role.CUSTOMER_USER, "Globex Accounting"),
 ]
 
+# Customer users restore only from servers granted to them: the file server, not the domain
+# controller (its NTDS.dit is not for every employee).
+RESTORE_GRANTS = {"acme-user": ["files01"], "globex-user": ["sql01"]}
+
 APPLIANCES = [
     # customer, site, serial, name, model, servers, enrolled
     ("Acme Dental", "Main office", "V1-0001", "acme-nas", "V1", ["dc01", "files01"], True),
@@ -204,6 +208,7 @@ class Command(BaseCommand):
                 customer=customers.get(cname),
             )
             services.save_user(user, actor=None, password=DEMO_PASSWORD)
+        self._grant_restores()
         spare = _volume(root / "volumes" / "new-server.img", seed=99)
         self.stdout.write("Demo data ready. Sign in at http://127.0.0.1:8000/ with:")
         for username, role, cname in USERS:
@@ -214,6 +219,14 @@ class Command(BaseCommand):
             "Try it as 'tech': Appliances > globex-lab > Enrol > Connect, then Protect a server "
             f"with volume source {spare}, then Back up now."
         )
+
+    def _grant_restores(self) -> None:
+        from restores import grants
+
+        for username, server_names in RESTORE_GRANTS.items():
+            user = User.objects.get(username=username)
+            servers = grants.grantable_servers(None, user).filter(name__in=server_names)
+            grants.set_restore_grants(None, user, list(servers))
 
     def _appliance(self, root, seed, customer, site_name, serial, name, model, servers, enrolled):
         site = customer.sites.filter(name=site_name).first() or services.create_site(
