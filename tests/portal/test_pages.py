@@ -14,6 +14,7 @@ from tests.factories import (
     SiteFactory,
     UserFactory,
 )
+from tests.support.signin import force_login_verified
 
 
 def test_navigation_differs_by_role(client_for):
@@ -50,7 +51,7 @@ LIST_PAGES = [
 
 def test_list_pages_use_a_constant_number_of_queries(client, db, django_assert_max_num_queries):
     admin = UserFactory(role=Role.MSP_ADMIN)
-    client.force_login(admin)
+    force_login_verified(client, admin)
     _populate(2)
     small = {}
     for name in LIST_PAGES:
@@ -69,7 +70,7 @@ def test_list_pages_use_a_constant_number_of_queries(client, db, django_assert_m
 def test_restore_points_page_has_constant_queries(client, db, django_assert_max_num_queries):
     server = ProtectedServerFactory()
     user = UserFactory(role=Role.CUSTOMER_USER, customer=server.appliance.customer)
-    client.force_login(user)
+    force_login_verified(client, user)
     RecoveryPointFactory.create_batch(3, server=server)
     with django_assert_max_num_queries(8):
         client.get(reverse("restore_server_points", args=[server.pk]))
