@@ -42,7 +42,7 @@ API_BASENAME_OBJECTS = {
     "api-point": "point",
 }
 # Kwargs that are not tenant objects, with a harmless value.
-PLAIN_KWARGS = {"uidb64": "MQ", "token": "set-password", "format": "json"}
+PLAIN_KWARGS = {"uidb64": "MQ", "token": "set-password", "format": "json", "lockout_pk": "1"}
 # Pages open to anybody (sign-in and password reset); checked for 5xx only.
 PUBLIC_NAMES = {
     "login",
