@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from axes.handlers.database import AxesDatabaseHandler
+from axes.helpers import get_failure_limit
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.core.cache import cache
@@ -24,14 +25,16 @@ class AuditingAxesHandler(AxesDatabaseHandler):
     """Axes's database handler, plus one AuditEvent per failed sign-in and per lockout."""
 
     def user_login_failed(self, sender, credentials: dict, request=None, **kwargs):
-        was_locked = bool(getattr(request, "axes_locked_out", False))
         super().user_login_failed(sender, credentials, request=request, **kwargs)
         if request is None:
             return
         username = str(credentials.get(settings.AXES_USERNAME_FORM_FIELD) or "")[:150]
         detail = {"username": username, "path": request.path}
         audit.record(None, "auth.login_failed", request=request, detail=detail)
-        if getattr(request, "axes_locked_out", False) and not was_locked:
+        # Tries during a lockout count on (and extend it); the lockout itself is the failure
+        # that reached the limit.
+        failures = getattr(request, "axes_failures_since_start", None)
+        if failures == get_failure_limit(request, credentials):
             audit.record(None, "auth.lockout", request=request, detail=detail)
 
 

@@ -44,7 +44,7 @@ class PasswordResetView(auth_views.PasswordResetView):
                 request=self.request,
                 detail={"email": form.cleaned_data["email"][:254]},
             )
-            form.add_error(None, "Too many password-reset requests. Try again later.")
+            form.add_error("email", "Too many password-reset requests. Try again later.")
             return self.render_to_response(self.get_context_data(form=form), status=429)
         return super().form_valid(form)
 

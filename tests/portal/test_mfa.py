@@ -166,15 +166,15 @@ def test_customer_user_who_enrolled_voluntarily_is_asked_for_the_code(client, db
 def test_customer_admin_turns_on_mfa_for_own_customer_only(client_for):
     client = client_for(Role.CUSTOMER_ADMIN)
     own = client.user.customer
-    response = client.post(reverse("customer_edit", args=[own.pk]), {"require_mfa": "on"})
-    assert response.status_code == 302
-    own.refresh_from_db()
-    assert own.require_mfa
     other = CustomerFactory()
     response = client.post(reverse("customer_edit", args=[other.pk]), {"require_mfa": "on"})
     assert response.status_code == 404
     other.refresh_from_db()
     assert not other.require_mfa
+    response = client.post(reverse("customer_edit", args=[own.pk]), {"require_mfa": "on"})
+    assert response.status_code == 302
+    own.refresh_from_db()
+    assert own.require_mfa
     # The admin's own session is not verified yet: it goes to enrol now.
     assert client.get(reverse("user_list"))["Location"].startswith(reverse("mfa_enrol"))
 
