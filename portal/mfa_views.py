@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -41,7 +43,8 @@ def mfa_enrol(request):
         codes = mfa.confirm_enrolment(request, device, form.cleaned_data["code"])
         if codes is not None:
             request.session[RECOVERY_CODES_SESSION_KEY] = codes
-            return redirect(f"{reverse('mfa_recovery_codes')}?next={_next_url(request)}")
+            query = urlencode({"next": _next_url(request)})
+            return redirect(f"{reverse('mfa_recovery_codes')}?{query}")
         form.add_error(
             "code", "That code is not right. Check the clock of your phone and try again."
         )
