@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
@@ -44,6 +45,9 @@ class MFARequiredMiddleware:
 
     @staticmethod
     def _send_to(name: str, request):
+        if request.path.startswith("/api/"):
+            # A program gets an answer it can read, not a page to fill in.
+            return JsonResponse({"detail": "Two-factor sign-in required."}, status=403)
         target = reverse(name)
         if request.method == "GET":
             target += "?" + urlencode({"next": request.get_full_path()})

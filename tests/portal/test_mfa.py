@@ -43,10 +43,13 @@ def sign_in_with_password(client, username):
 def test_technician_with_password_only_reaches_no_page_before_enrolling(client, db):
     UserFactory(role=Role.TECHNICIAN, username="tina")
     sign_in_with_password(client, "tina")
-    for url in ("/", reverse("appliance_list"), reverse("job_list"), "/admin/", "/api/"):
+    for url in ("/", reverse("appliance_list"), reverse("job_list"), "/admin/"):
         response = client.get(url)
         assert response.status_code == 302, url
         assert response["Location"].startswith(reverse("mfa_enrol")), url
+    response = client.get("/api/appliances/")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "Two-factor sign-in required."}
 
 
 def test_msp_admin_with_password_only_is_kept_out_of_the_django_admin(client, db):
