@@ -74,6 +74,7 @@ def test_msp_admin_sees_and_lifts_a_lockout_audited(client, client_for, db):
     page = admin_client.get(reverse("lockout_list"))
     assert page.status_code == 200 and b"tina" in page.content and IP.encode() in page.content
     attempt = AccessAttempt.objects.get(username="tina")
+    assert admin_client.get("/admin/axes/accessattempt/").status_code == 200
     response = admin_client.post(reverse("lockout_lift", args=[attempt.pk]))
     assert response.status_code == 302
     assert AuditEvent.objects.get(action="auth.lockout_lifted").detail["username"] == "tina"
