@@ -6,10 +6,16 @@ from portal.models import AuditEvent, Customer, Site, User
 
 def _msp_admin_only(request) -> bool:
     user = request.user
-    return bool(user.is_active and user.is_authenticated and getattr(user, "is_msp_admin", False))
+    return bool(
+        user.is_active
+        and user.is_authenticated
+        and getattr(user, "is_msp_admin", False)
+        and user.is_verified()
+    )
 
 
-# The Django admin is for MSP admins only, whatever is_staff says.
+# The Django admin is for MSP admins only, whatever is_staff says, and only in a session
+# verified with a second factor (portal.middleware sends others to enter their code first).
 admin.site.has_permission = _msp_admin_only
 admin.site.site_header = "BDR portal administration"
 
@@ -21,7 +27,7 @@ class SiteInline(admin.TabularInline):
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["name", "contact_email", "is_active", "created_at"]
+    list_display = ["name", "contact_email", "is_active", "require_mfa", "created_at"]
     search_fields = ["name"]
     inlines = [SiteInline]
 

@@ -1,4 +1,5 @@
 from django import forms
+from django.contrib.auth import password_validation
 from django.contrib.auth.forms import SetPasswordMixin
 
 from portal.models import Customer, Role, Site, User
@@ -7,7 +8,15 @@ from portal.models import Customer, Role, Site, User
 class CustomerForm(forms.ModelForm):
     class Meta:
         model = Customer
-        fields = ["name", "contact_email", "phone", "is_active"]
+        fields = ["name", "contact_email", "phone", "is_active", "require_mfa"]
+
+
+class CustomerSecurityForm(forms.ModelForm):
+    """What a customer's own admin may change about their customer."""
+
+    class Meta:
+        model = Customer
+        fields = ["require_mfa"]
 
 
 class SiteForm(forms.ModelForm):
@@ -52,4 +61,20 @@ class UserForm(forms.ModelForm):
         p1, p2 = data.get("password1"), data.get("password2")
         if (p1 or p2) and p1 != p2:
             self.add_error("password2", "The two passwords differ.")
+        elif p1:
+            self._validate_password(p1, data)
         return data
+
+    def _validate_password(self, password: str, data: dict) -> None:
+        # The validators compare the password with the user's name and e-mail: give them the
+        # values being saved, not the old ones.
+        candidate = User(
+            username=data.get("username") or self.instance.username,
+            first_name=data.get("first_name", ""),
+            last_name=data.get("last_name", ""),
+            email=data.get("email", ""),
+        )
+        try:
+            password_validation.validate_password(password, candidate)
+        except forms.ValidationError as error:
+            self.add_error("password1", error)

@@ -27,6 +27,11 @@ class Customer(models.Model):
     contact_email = models.EmailField(blank=True)
     phone = models.CharField(max_length=40, blank=True)
     is_active = models.BooleanField(default=True)
+    require_mfa = models.BooleanField(
+        "Require two-factor sign-in",
+        default=False,
+        help_text="This customer's users must sign in with a code from an authenticator app.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     tenant_path = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import password_validation
 from django.db import transaction
 
 from portal import audit
@@ -38,8 +39,14 @@ def create_site(customer: Customer, *, actor: User | None, request=None, **field
 
 @transaction.atomic
 def save_user(user: User, *, actor: User | None, request=None, password: str | None = None) -> User:
-    """Create or update a user; MSP admins get Django admin access, nobody else does."""
+    """Create or update a user; MSP admins get Django admin access, nobody else does.
+
+    A new password must pass ``AUTH_PASSWORD_VALIDATORS`` (raises ValidationError), whichever
+    way it arrives; the forms check it first to show the error beside the field.
+    """
     created = user.pk is None
+    if password:
+        password_validation.validate_password(password, user)
     if not user.is_msp and actor is not None and not actor.is_msp:
         user.customer_id = actor.customer_id
     user.is_staff = user.role == Role.MSP_ADMIN

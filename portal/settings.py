@@ -58,6 +58,10 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
     "portal",
     "appliances",
     "restores",
@@ -70,8 +74,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "portal.middleware.MFARequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: it turns a lockout flagged during authentication into its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -104,6 +112,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Axes first: it refuses a locked-out username+address before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -158,6 +171,24 @@ LOGGING = {
     # paramiko logs every connection at INFO; keep only its warnings.
     "loggers": {"paramiko": {"level": "WARNING"}},
 }
+
+# Sign-in throttling (django-axes): AXES_FAILURE_LIMIT wrong passwords for one username from
+# one address lock that pair out for AXES_COOLOFF_TIME hours (MSP admins can lift it earlier).
+# The handler is axes's database handler that also audits failures and lockouts.
+AXES_HANDLER = "portal.signin.AuditingAxesHandler"
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_TIME", default=1.0)  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "portal.audit.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+# Password-reset requests: at most this many per address and per e-mail in the window.
+BDR_RESET_LIMIT_PER_IP = env.int("BDR_RESET_LIMIT_PER_IP", default=10)
+BDR_RESET_LIMIT_PER_EMAIL = env.int("BDR_RESET_LIMIT_PER_EMAIL", default=3)
+BDR_RESET_WINDOW_SECONDS = env.int("BDR_RESET_WINDOW_SECONDS", default=3600)
+# The issuer shown in authenticator apps.
+OTP_TOTP_ISSUER = "BDR portal"
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from portal import api, views
+from portal import api, mfa_views, views
 
 handler400 = "portal.params.bad_request"
 
@@ -19,7 +19,7 @@ urlpatterns = [
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
-    path("accounts/password_reset/", auth_views.PasswordResetView.as_view(), name="password_reset"),
+    path("accounts/password_reset/", views.PasswordResetView.as_view(), name="password_reset"),
     path(
         "accounts/password_reset/done/",
         auth_views.PasswordResetDoneView.as_view(),
@@ -35,6 +35,15 @@ urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_reset_complete",
     ),
+    path("accounts/two-factor/", mfa_views.mfa_verify, name="mfa_verify"),
+    path("accounts/two-factor/setup/", mfa_views.mfa_enrol, name="mfa_enrol"),
+    path(
+        "accounts/two-factor/recovery-codes/",
+        mfa_views.mfa_recovery_codes,
+        name="mfa_recovery_codes",
+    ),
+    path("users/lockouts/", views.lockout_list, name="lockout_list"),
+    path("users/lockouts/<int:lockout_pk>/lift/", views.lockout_lift, name="lockout_lift"),
     path("customers/", views.customer_list, name="customer_list"),
     path("customers/new/", views.customer_create, name="customer_create"),
     path("customers/<int:customer_pk>/", views.customer_detail, name="customer_detail"),

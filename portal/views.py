@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
 from appliances import selectors as appliance_selectors
-from portal import audit, selectors, services
+from portal import audit, selectors, services, signin
 from portal.access import admins_required, any_role_required, msp_admin_required, msp_required
-from portal.forms import CustomerForm, SiteForm, UserForm
+from portal.forms import CustomerForm, CustomerSecurityForm, SiteForm, UserForm
 from portal.models import Customer, User
 from portal.pagination import paginate
 from portal.tenancy import get_for_user
@@ -28,6 +30,23 @@ class LoginView(auth_views.LoginView):
             customer=form.get_user().customer,
         )
         return response
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset request, limited per address and per e-mail. Over the limit the page
+    answers 429 and sends nothing; the answer never says whether the e-mail is known."""
+
+    def form_valid(self, form):
+        if not signin.reset_request_allowed(self.request, form.cleaned_data["email"]):
+            audit.record(
+                None,
+                "auth.password_reset_throttled",
+                request=self.request,
+                detail={"email": form.cleaned_data["email"][:254]},
+            )
+            form.add_error("email", "Too many password-reset requests. Try again later.")
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().form_valid(form)
 
 
 @any_role_required
@@ -67,13 +86,17 @@ def customer_detail(request, customer_pk: int):
     return render(request, "portal/customer_detail.html", context)
 
 
-@msp_admin_required
+@admins_required
 def customer_edit(request, customer_pk: int):
+    """MSP admins edit every field; a customer admin only their own customer's sign-in rule."""
     customer = get_for_user(Customer, request.user, pk=customer_pk)
-    form = CustomerForm(request.POST or None, instance=customer)
+    form_class = CustomerForm if request.user.is_msp else CustomerSecurityForm
+    form = form_class(request.POST or None, instance=customer)
     if request.method == "POST" and form.is_valid():
         services.update_customer(customer, actor=request.user, request=request, **form.cleaned_data)
         messages.success(request, "Customer saved.")
+        if not request.user.is_msp:
+            return redirect("user_list")
         return redirect("customer_detail", customer_pk=customer.pk)
     return render(request, "portal/form.html", {"form": form, "title": f"Edit {customer.name}"})
 
@@ -128,3 +151,20 @@ def user_edit(request, user_pk: int):
 def audit_list(request):
     page = paginate(request, selectors.audit_events_for(request.user), per_page=100)
     return render(request, "portal/audit_list.html", {"page": page})
+
+
+@msp_admin_required
+def lockout_list(request):
+    context = {"lockouts": signin.current_lockouts(), "failure_limit": settings.AXES_FAILURE_LIMIT}
+    return render(request, "portal/lockout_list.html", context)
+
+
+@msp_admin_required
+@require_POST
+def lockout_lift(request, lockout_pk: int):
+    attempt = signin.lift_lockout(lockout_pk, actor=request.user, request=request)
+    if attempt is not None:
+        messages.success(
+            request, f"{attempt.username} from {attempt.ip_address} may sign in again."
+        )
+    return redirect("lockout_list")

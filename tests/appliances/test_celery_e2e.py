@@ -14,6 +14,7 @@ from portal.celery import app as celery_app
 from portal.models import Role
 from restores.models import RecoveryPoint
 from tests.factories import UserFactory
+from tests.support.signin import force_login_verified
 
 BROKER = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 
@@ -74,7 +75,7 @@ def celery_worker(settings):
 def test_back_up_now_through_celery_on_redis_makes_a_point_appear(
     protected_server, client, celery_worker
 ):
-    client.force_login(UserFactory(role=Role.TECHNICIAN))
+    force_login_verified(client, UserFactory(role=Role.TECHNICIAN))
     response = client.post(reverse("server_backup_now", args=[protected_server.pk]))
     assert response.status_code == 302
     deadline = time.monotonic() + 120

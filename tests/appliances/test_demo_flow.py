@@ -10,6 +10,7 @@ from portal.models import Role
 from restores.models import RecoveryPoint
 from tests.factories import UserFactory
 from tests.support.agent_store import init_store, make_volume
+from tests.support.signin import force_login_verified
 
 
 def test_enrol_add_server_back_up_and_watch_it_finish(
@@ -18,7 +19,7 @@ def test_enrol_add_server_back_up_and_watch_it_finish(
     store = init_store(tmp_path / "lab")
     image = make_volume(tmp_path / "new-server.img", size_mib=64)
     tech = UserFactory(role=Role.TECHNICIAN)
-    client.force_login(tech)
+    force_login_verified(client, tech)
     from tests.factories import SiteFactory
 
     site = SiteFactory()

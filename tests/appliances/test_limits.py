@@ -6,6 +6,7 @@ from appliances import services
 from appliances.models import ProtectedServer
 from portal.models import Role
 from tests.factories import ApplianceFactory, UserFactory
+from tests.support.signin import force_login_verified
 
 
 @pytest.mark.parametrize(("model", "limit"), [("V1", 2), ("V2", 8)])
@@ -22,7 +23,7 @@ def test_admin_refuses_a_third_server_on_a_v1(client, db):
     appliance = ApplianceFactory(model="V1")
     services.add_server(appliance, actor=None, name="a")
     services.add_server(appliance, actor=None, name="b")
-    client.force_login(UserFactory(role=Role.MSP_ADMIN))
+    force_login_verified(client, UserFactory(role=Role.MSP_ADMIN))
     response = client.post(
         reverse("admin:appliances_protectedserver_add"),
         {
@@ -58,7 +59,7 @@ def test_warranty_is_two_years_from_purchase(db):
 
 def test_api_refuses_a_third_server_on_a_v1(client, db):
     appliance = ApplianceFactory(model="V1")
-    client.force_login(UserFactory(role=Role.TECHNICIAN))
+    force_login_verified(client, UserFactory(role=Role.TECHNICIAN))
     url = reverse("api-server-list")
     for name in ("a", "b"):
         response = client.post(
@@ -79,7 +80,7 @@ def test_api_refuses_a_third_server_on_a_v1(client, db):
 
 def test_api_cannot_add_a_server_to_another_customers_appliance(client, db):
     appliance = ApplianceFactory()
-    client.force_login(UserFactory(role=Role.CUSTOMER_ADMIN))
+    force_login_verified(client, UserFactory(role=Role.CUSTOMER_ADMIN))
     response = client.post(
         reverse("api-server-list"),
         {"appliance": appliance.pk, "name": "x"},

@@ -20,6 +20,7 @@ from tests import factories as f
 from tests.agent.fs_images import make_disk
 from tests.support.agent_store import init_store
 from tests.support.counting import appliance_usage
+from tests.support.signin import force_login_verified
 
 pytestmark = pytest.mark.django_db
 FILES = {"/Users/ann/report.docx": b"draft " * 200_000, "/Users/ann/notes.txt": b"notes"}
@@ -51,7 +52,7 @@ def _back_up_now(client, server, capture):
 def test_back_up_now_takes_two_sessions_and_four_processes(
     client, server, monkeypatch, tmp_path, django_capture_on_commit_callbacks
 ):
-    client.force_login(f.UserFactory(role=Role.TECHNICIAN))
+    force_login_verified(client, f.UserFactory(role=Role.TECHNICIAN))
     with appliance_usage(monkeypatch, tmp_path) as usage:
         _back_up_now(client, server, django_capture_on_commit_callbacks)
     assert RecoveryPoint.objects.filter(server=server).count() == 1
@@ -64,7 +65,7 @@ def test_back_up_now_takes_two_sessions_and_four_processes(
 def test_a_browse_page_and_a_file_download_take_one_session_each(
     client, server, monkeypatch, tmp_path, django_capture_on_commit_callbacks
 ):
-    client.force_login(f.UserFactory(role=Role.TECHNICIAN))
+    force_login_verified(client, f.UserFactory(role=Role.TECHNICIAN))
     _back_up_now(client, server, django_capture_on_commit_callbacks)
     point = RecoveryPoint.objects.get(server=server)
     with appliance_usage(monkeypatch, tmp_path) as usage:

@@ -16,13 +16,14 @@ from portal.models import Role
 from restores.models import RecoveryPoint
 from tests.factories import ApplianceFactory, UserFactory
 from tests.support.agent_store import agent, agent_json, job_child_pid
+from tests.support.signin import force_login_verified
 
 pytestmark = pytest.mark.django_db
 
 
 def test_enrolment_shows_the_presented_key_and_pins_it_on_confirmation(sshd, client):
     appliance = ApplianceFactory(ssh_host=sshd.host, ssh_port=sshd.port, ssh_user=sshd.user)
-    client.force_login(UserFactory(role=Role.TECHNICIAN))
+    force_login_verified(client, UserFactory(role=Role.TECHNICIAN))
     url = reverse("appliance_enrol", args=[appliance.pk])
     page = html.unescape(client.get(url).content.decode())
     appliance.refresh_from_db()
@@ -129,7 +130,7 @@ def test_forced_command_key_gets_no_shell_no_pty_no_forwarding(sshd):
 def test_back_up_now_makes_a_recovery_point_appear(
     protected_server, client, django_capture_on_commit_callbacks
 ):
-    client.force_login(UserFactory(role=Role.TECHNICIAN))
+    force_login_verified(client, UserFactory(role=Role.TECHNICIAN))
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("server_backup_now", args=[protected_server.pk]))
     job = Job.objects.get()
@@ -221,7 +222,7 @@ def test_third_server_on_a_v1_is_refused_by_the_form(ssh_appliance, client):
 
     services.add_server(ssh_appliance, actor=None, name="a")
     services.add_server(ssh_appliance, actor=None, name="b")
-    client.force_login(UserFactory(role=Role.TECHNICIAN))
+    force_login_verified(client, UserFactory(role=Role.TECHNICIAN))
     response = client.post(
         reverse("server_create", args=[ssh_appliance.pk]),
         {
@@ -252,7 +253,7 @@ def test_client_session_reads_events_in_order(protected_server):
 def test_schedule_and_retention_edits_are_pushed_to_the_appliance(
     protected_server, client, agent_store
 ):
-    client.force_login(UserFactory(role=Role.TECHNICIAN))
+    force_login_verified(client, UserFactory(role=Role.TECHNICIAN))
     url = reverse("server_detail", args=[protected_server.pk])
     response = client.post(
         url,
@@ -290,7 +291,7 @@ def test_schedule_and_retention_edits_are_pushed_to_the_appliance(
 
 
 def test_bad_schedule_is_a_form_error_and_nothing_is_pushed(protected_server, client):
-    client.force_login(UserFactory(role=Role.TECHNICIAN))
+    force_login_verified(client, UserFactory(role=Role.TECHNICIAN))
     response = client.post(
         reverse("server_detail", args=[protected_server.pk]),
         {

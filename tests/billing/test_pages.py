@@ -15,6 +15,7 @@ from portal.models import Role
 from tests import factories as f
 from tests.billing.conftest import GIB, add_usage
 from tests.portal.test_isolation import all_routes, url_for
+from tests.support.signin import force_login_verified
 from tests.tenancy_world import build_world
 
 NOT_ADMINS = [Role.TECHNICIAN, Role.CUSTOMER_ADMIN, Role.CUSTOMER_USER]
@@ -28,7 +29,7 @@ def billing_routes():
 def test_every_billing_page_and_export_answers_404_to_everyone_but_msp_admins(client, db, role):
     world = build_world()
     user = world.own.users.get(role) or world.msp[role]
-    client.force_login(user)
+    force_login_verified(client, user)
     routes = billing_routes()
     assert len(routes) >= 20
     for name, kwargs in routes:
@@ -40,7 +41,7 @@ def test_every_billing_page_and_export_answers_404_to_everyone_but_msp_admins(cl
 
 def test_msp_admin_opens_every_billing_page(client, db):
     world = build_world()
-    client.force_login(world.msp[Role.MSP_ADMIN])
+    force_login_verified(client, world.msp[Role.MSP_ADMIN])
     for name, kwargs in billing_routes():
         response = client.get(url_for(name, kwargs, world.other))
         assert response.status_code in (200, 405), (name, response.status_code)
@@ -81,7 +82,7 @@ def _customers_with_invoices(n: int, period=dt.date(2026, 3, 1)):
 def test_list_and_report_pages_keep_a_constant_number_of_queries(
     client, msp_admin, price_book, django_assert_max_num_queries, name
 ):
-    client.force_login(msp_admin)
+    force_login_verified(client, msp_admin)
     url = reverse(name) + (
         "?month=2026-03" if "consumers" in name or name == "billing_reports" else ""
     )
@@ -96,7 +97,7 @@ def test_list_and_report_pages_keep_a_constant_number_of_queries(
 def test_invoice_page_and_csv_keep_a_constant_number_of_queries(
     client, msp_admin, price_book, django_assert_max_num_queries
 ):
-    client.force_login(msp_admin)
+    force_login_verified(client, msp_admin)
     small = f.SubscriptionFactory(starts_on=dt.date(2026, 3, 1))
     big_customer = f.CustomerFactory()
     for _ in range(6):
@@ -112,7 +113,7 @@ def test_invoice_page_and_csv_keep_a_constant_number_of_queries(
 
 
 def test_invoice_page_is_printable_and_states_the_gb(client, msp_admin, price_book):
-    client.force_login(msp_admin)
+    force_login_verified(client, msp_admin)
     sub = f.SubscriptionFactory(appliance__model="V1", starts_on=dt.date(2026, 3, 17))
     invoice = services.generate_invoice(sub.customer, dt.date(2026, 3, 1))
     html = client.get(reverse("billing_invoice_detail", args=[invoice.pk])).content.decode()
@@ -122,7 +123,7 @@ def test_invoice_page_is_printable_and_states_the_gb(client, msp_admin, price_bo
 
 
 def test_invoice_csv_has_every_line_and_the_total(client, msp_admin, price_book):
-    client.force_login(msp_admin)
+    force_login_verified(client, msp_admin)
     sub = f.SubscriptionFactory(appliance__model="V1", starts_on=dt.date(2026, 3, 17))
     invoice = services.generate_invoice(sub.customer, dt.date(2026, 3, 1))
     response = client.get(reverse("billing_invoice_csv", args=[invoice.pk]))
@@ -133,7 +134,7 @@ def test_invoice_csv_has_every_line_and_the_total(client, msp_admin, price_book)
 
 
 def test_csv_cells_that_look_like_formulas_are_defused(client, msp_admin, price_book):
-    client.force_login(msp_admin)
+    force_login_verified(client, msp_admin)
     sub = f.SubscriptionFactory(
         appliance__customer__name="=HYPERLINK(1)", starts_on=dt.date(2026, 3, 1)
     )
@@ -146,7 +147,7 @@ def test_admin_finalizes_marks_paid_by_hand_with_stripe_off(
     client, msp_admin, price_book, settings
 ):
     settings.STRIPE_API_KEY = ""
-    client.force_login(msp_admin)
+    force_login_verified(client, msp_admin)
     sub = f.SubscriptionFactory(starts_on=dt.date(2026, 3, 1))
     invoice = services.generate_invoice(sub.customer, dt.date(2026, 3, 1))
     client.post(reverse("billing_invoice_finalize", args=[invoice.pk]))
@@ -159,7 +160,7 @@ def test_admin_finalizes_marks_paid_by_hand_with_stripe_off(
 def test_run_month_form_makes_the_month_and_a_second_run_changes_nothing(
     client, msp_admin, price_book
 ):
-    client.force_login(msp_admin)
+    force_login_verified(client, msp_admin)
     f.SubscriptionFactory(starts_on=dt.date(2026, 3, 1))
     f.SubscriptionFactory(starts_on=dt.date(2026, 3, 1))
     client.post(reverse("billing_run_month"), {"month": "2026-03"})
@@ -170,7 +171,7 @@ def test_run_month_form_makes_the_month_and_a_second_run_changes_nothing(
 
 
 def test_admin_adds_a_price_book_version_from_the_form(client, msp_admin, price_book):
-    client.force_login(msp_admin)
+    force_login_verified(client, msp_admin)
     form = {"effective_from": "2027-01", "note": "2027"}
     for model in ("V1", "V2"):
         form.update(
@@ -189,7 +190,7 @@ def test_admin_adds_a_price_book_version_from_the_form(client, msp_admin, price_
 
 
 def test_admin_adds_and_ends_a_subscription(client, msp_admin, price_book):
-    client.force_login(msp_admin)
+    force_login_verified(client, msp_admin)
     appliance = f.ApplianceFactory()
     response = client.post(
         reverse("billing_subscription_create"),
@@ -210,7 +211,7 @@ def test_admin_adds_and_ends_a_subscription(client, msp_admin, price_book):
 
 
 def test_reports_show_mrr_revenue_overage_and_aging(client, msp_admin, price_book):
-    client.force_login(msp_admin)
+    force_login_verified(client, msp_admin)
     today = timezone.localdate()
     _customers_with_invoices(3, period=today.replace(day=1))
     html = client.get(reverse("billing_reports")).content.decode()

@@ -9,22 +9,28 @@ import schemathesis
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
+from django_otp import DEVICE_ID_SESSION_KEY
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 
+from portal import mfa
+from tests.support.signin import authenticator_for
 from tests.tenancy_world import build_world
 
 CSRF = "a" * 32
 
 
 def _headers_for(user, base_url: str) -> dict[str, str]:
-    """Request headers of a signed-in browser session of ``user``, CSRF token included."""
+    """Request headers of a signed-in (and, if needed, OTP-verified) browser session of
+    ``user``, CSRF token included."""
     store = SessionStore()
     store[SESSION_KEY] = str(user.pk)
     store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
     store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    if mfa.mfa_required(user):  # signed in with the second factor, as MSP staff must be
+        store[DEVICE_ID_SESSION_KEY] = authenticator_for(user).persistent_id
     store.save()
     return {
         "Cookie": (

@@ -1,11 +1,14 @@
+import base64
 import datetime as dt
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from appliances.models import Appliance
-from portal.management.commands.demo import demo_clock
+from portal.management.commands.demo import DEMO_TOTP_SECRET, demo_clock
 from portal.models import Role, User
 
 
@@ -18,6 +21,11 @@ def test_demo_data_is_complete_and_idempotent(db, capsys, tmp_path):
     for username in ("admin", "tech", "acme-admin", "acme-user"):
         assert username in out
     assert User.objects.get(username="acme-user").check_password("demo-pass-2026")
+    # Demo staff sign in with the printed authenticator secret as second factor.
+    assert DEMO_TOTP_SECRET in out
+    device = TOTPDevice.objects.get(user__username="tech", confirmed=True)
+    assert device.verify_token(f"{TOTP(base64.b32decode(DEMO_TOTP_SECRET)).token():06d}")
+    assert not TOTPDevice.objects.filter(user__username="acme-user").exists()
 
 
 # Just after midnight, before the demo's morning, and just before midnight: the demo's points

@@ -15,6 +15,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from portal.models import Role
 from tests import factories as f
+from tests.support.signin import force_login_verified
 from tests.tenancy_world import OTHER_MARK, Tenant, build_world
 
 # Which object fills each URL kwarg.
@@ -42,7 +43,7 @@ API_BASENAME_OBJECTS = {
     "api-point": "point",
 }
 # Kwargs that are not tenant objects, with a harmless value.
-PLAIN_KWARGS = {"uidb64": "MQ", "token": "set-password", "format": "json"}
+PLAIN_KWARGS = {"uidb64": "MQ", "token": "set-password", "format": "json", "lockout_pk": "1"}
 # Pages open to anybody (sign-in and password reset); checked for 5xx only.
 PUBLIC_NAMES = {
     "login",
@@ -137,7 +138,7 @@ def test_customer_roles_get_404_for_other_tenants_objects_everywhere(
 ):
     world = build_world()
     user = world.own.users[role]
-    client.force_login(user)
+    force_login_verified(client, user)
     before = db_fingerprint()
     checked = 0
     for name, kwargs in all_routes():
@@ -161,7 +162,7 @@ def test_customer_roles_get_404_for_other_tenants_objects_everywhere(
 @pytest.mark.parametrize("role", CUSTOMER_ROLES)
 def test_customer_roles_never_see_other_tenants_data_on_any_page(client, db, role):
     world = build_world()
-    client.force_login(world.own.users[role])
+    force_login_verified(client, world.own.users[role])
     for name, kwargs in all_routes():
         if _is_admin(name) or name in PUBLIC_NAMES:
             continue
@@ -175,7 +176,7 @@ def test_customer_roles_never_see_other_tenants_data_on_any_page(client, db, rol
 def test_only_msp_admins_reach_the_django_admin(client, db, role):
     world = build_world()
     user = world.own.users.get(role) or world.msp[role]
-    client.force_login(user)
+    force_login_verified(client, user)
     response = client.get(reverse("admin:index"))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
     response = client.get(reverse("admin:appliances_appliance_changelist"))
@@ -185,7 +186,7 @@ def test_only_msp_admins_reach_the_django_admin(client, db, role):
 @pytest.mark.parametrize("role", [Role.MSP_ADMIN, Role.TECHNICIAN])
 def test_msp_staff_pages_answer_without_errors_for_any_tenant(client, db, role):
     world = build_world()
-    client.force_login(world.msp[role])
+    force_login_verified(client, world.msp[role])
     for name, kwargs in all_routes():
         if _is_admin(name):
             continue
@@ -246,7 +247,7 @@ def test_customer_user_gets_404_for_every_url_of_a_server_not_granted_to_them(
 
 def test_technicians_do_not_see_billing_or_user_admin(client, db):
     world = build_world()
-    client.force_login(world.msp[Role.TECHNICIAN])
+    force_login_verified(client, world.msp[Role.TECHNICIAN])
     for name, kwargs in all_routes():
         if re.match(r"^(billing_|user_|audit_)", name):
             assert client.get(url_for(name, kwargs, world.other)).status_code == 404, name

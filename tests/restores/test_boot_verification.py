@@ -12,6 +12,7 @@ from restores.models import RecoveryPoint
 from tests.factories import RestoreGrantFactory, UserFactory
 from tests.support.agent_store import agent
 from tests.support.bootable import bootable_appliance, needs_qemu, use_tcg
+from tests.support.signin import force_login_verified
 
 pytestmark = [pytest.mark.django_db, needs_qemu]
 
@@ -47,7 +48,7 @@ def test_a_passed_boot_check_shows_on_the_point_with_its_screenshot(world, clien
     assert two.boot_verified is True and 0 < two.boot_seconds < 10 and two.boot_checked_at
     assert bytes(two.boot_screenshot)[:8] == b"\x89PNG\r\n\x1a\n"
     assert one.boot_verified is None and one.boot_checked_at is None
-    client.force_login(UserFactory(role=Role.TECHNICIAN))
+    force_login_verified(client, UserFactory(role=Role.TECHNICIAN))
     page = client.get(reverse("restore_server_points", args=[server.pk])).content.decode()
     assert f'src="{reverse("point_boot_png", args=[two.pk])}"' in page
     assert "yes, in" in page and "not yet" in page
@@ -71,7 +72,7 @@ def test_a_failed_boot_check_raises_one_alert_per_point(world, client):
     assert _bootcheck(store, one, "NEVER", timeout="3").returncode == 3
     sync.poll_appliance(appliance)  # checked again and failed again: still one alert
     assert Alert.objects.filter(kind="bootcheck_failed").count() == 1
-    client.force_login(UserFactory(role=Role.TECHNICIAN))
+    force_login_verified(client, UserFactory(role=Role.TECHNICIAN))
     page = client.get(reverse("restore_server_points", args=[server.pk])).content.decode()
     assert "<strong>failed</strong>" in page
 
@@ -81,7 +82,7 @@ def test_customer_users_see_the_verdict_but_not_the_screenshot(world, client):
     two = RecoveryPoint.objects.filter(server=server).latest("taken_at")
     _bootcheck(store, two, "MARKER-TWO")
     sync.poll_appliance(appliance)
-    client.force_login(RestoreGrantFactory(server=server).user)
+    force_login_verified(client, RestoreGrantFactory(server=server).user)
     assert client.get(reverse("point_boot_png", args=[two.pk])).status_code == 404
     page = client.get(reverse("restore_server_points", args=[server.pk])).content.decode()
     assert "yes, in" in page and "boot.png" not in page and "Start VM" not in page

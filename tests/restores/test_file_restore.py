@@ -22,6 +22,7 @@ from restores import services
 from tests import factories as f
 from tests.agent.fs_images import make_disk
 from tests.support.agent_store import agent, agent_json
+from tests.support.signin import force_login_verified
 
 V1 = {
     "/Users/ann/report.docx": b"first draft " * 1000,
@@ -94,7 +95,7 @@ def _download_links(page: str) -> dict[str, str]:
 
 
 def test_customer_restores_a_file_from_both_points_byte_identical(client, world):
-    client.force_login(world["users"]["customer"])
+    force_login_verified(client, world["users"]["customer"])
     for point, tree in zip(world["points"], (V1, V2), strict=True):
         page = client.get(reverse("restore_browse", args=[point.pk]), {"path": "/Users/ann"})
         text = page.content.decode()
@@ -111,14 +112,14 @@ def test_customer_restores_a_file_from_both_points_byte_identical(client, world)
 
 
 def test_second_partition_is_browsable(client, world):
-    client.force_login(world["users"]["tech"])
+    force_login_verified(client, world["users"]["tech"])
     point = world["points"][0]
     page = client.get(reverse("restore_browse", args=[point.pk]), {"partition": 2, "path": "/etc"})
     assert _streamed(client.get(_download_links(page.content.decode())["hostname"])) == b"fs01\n"
 
 
 def test_several_files_and_a_folder_download_as_one_zip(client, world):
-    client.force_login(world["users"]["customer"])
+    force_login_verified(client, world["users"]["customer"])
     point = world["points"][1]
     response = client.post(reverse("restore_selected", args=[point.pk]),
                            {"paths": ["/Users/bob/", "/Users/ann/report.docx"]})  # fmt: skip
@@ -131,7 +132,7 @@ def test_several_files_and_a_folder_download_as_one_zip(client, world):
 
 
 def test_search_finds_files_by_name_and_is_audited(client, world):
-    client.force_login(world["users"]["customer"])
+    force_login_verified(client, world["users"]["customer"])
     point = world["points"][1]
     page = client.get(reverse("restore_search", args=[point.pk]), {"q": "budget"}).content.decode()
     assert "budget.xlsx" in page and "/Users/bob" in page
@@ -143,11 +144,11 @@ def test_search_finds_files_by_name_and_is_audited(client, world):
 
 def test_customer_gets_404_for_another_customers_point_and_links(client, world):
     stranger = world["users"]["stranger"]
-    client.force_login(world["users"]["customer"])
+    force_login_verified(client, world["users"]["customer"])
     page = client.get(reverse("restore_browse", args=[world["points"][0].pk]),
                       {"path": "/Users/ann"})  # fmt: skip
     link = _download_links(page.content.decode())["report.docx"]
-    client.force_login(stranger)
+    force_login_verified(client, stranger)
     for url in (
         reverse("restore_browse", args=[world["points"][0].pk]),
         reverse("restore_search", args=[world["points"][0].pk]) + "?q=report",
@@ -166,7 +167,7 @@ def test_customer_gets_404_for_another_customers_point_and_links(client, world):
 
 
 def test_expired_or_forged_link_is_refused(client, world, monkeypatch):
-    client.force_login(world["users"]["customer"])
+    force_login_verified(client, world["users"]["customer"])
     page = client.get(reverse("restore_browse", args=[world["points"][0].pk]),
                       {"path": "/Users/ann"})  # fmt: skip
     link = _download_links(page.content.decode())["report.docx"]
@@ -177,7 +178,7 @@ def test_expired_or_forged_link_is_refused(client, world, monkeypatch):
 
 
 def test_dotdot_paths_are_refused_and_audited(client, world):
-    client.force_login(world["users"]["customer"])
+    force_login_verified(client, world["users"]["customer"])
     point = world["points"][0]
     for bad in ("/Users/../../etc", "Users", "/Users/./ann"):
         assert client.get(reverse("restore_browse", args=[point.pk]),
@@ -191,7 +192,7 @@ def test_dotdot_paths_are_refused_and_audited(client, world):
 def test_customer_users_cannot_put_back_export_or_see_jobs(client, world):
     point = world["points"][0]
     for role in ("customer", "admin"):
-        client.force_login(world["users"][role])
+        force_login_verified(client, world["users"][role])
         assert client.post(reverse("restore_put_back", args=[point.pk]),
                            {"folder": "/x", "paths": ["/Users"]}).status_code == 404  # fmt: skip
         assert client.get(reverse("restore_volume", args=[point.pk])).status_code == 404
@@ -199,24 +200,24 @@ def test_customer_users_cannot_put_back_export_or_see_jobs(client, world):
 
 
 def test_customer_admin_sees_who_restored_what_of_their_customer_only(client, world):
-    client.force_login(world["users"]["customer"])
+    force_login_verified(client, world["users"]["customer"])
     page = client.get(reverse("restore_browse", args=[world["points"][0].pk]),
                       {"path": "/Users/ann"})  # fmt: skip
     _streamed(client.get(_download_links(page.content.decode())["report.docx"]))
     f.AuditEventFactory(action="restore.download", object_repr="ZZOTHER restore",
                         customer=world["other_point"].server.appliance.customer)  # fmt: skip
-    client.force_login(world["users"]["admin"])
+    force_login_verified(client, world["users"]["admin"])
     text = client.get(reverse("restore_audit")).content.decode()
     assert world["users"]["customer"].username in text and "/Users/ann/report.docx" in text
     assert "ZZOTHER" not in text
-    client.force_login(world["users"]["customer"])
+    force_login_verified(client, world["users"]["customer"])
     assert client.get(reverse("restore_audit")).status_code == 404
 
 
 def test_technician_puts_files_back_without_overwriting(
     client, world, tmp_path, django_capture_on_commit_callbacks
 ):
-    client.force_login(world["users"]["tech"])
+    force_login_verified(client, world["users"]["tech"])
     point = world["points"][0]
     dest = tmp_path / "put-back"
     dest.mkdir()
@@ -237,7 +238,7 @@ def test_technician_puts_files_back_without_overwriting(
 def test_technician_exports_a_volume_as_a_job(
     client, world, tmp_path, django_capture_on_commit_callbacks
 ):
-    client.force_login(world["users"]["tech"])
+    force_login_verified(client, world["users"]["tech"])
     point = world["points"][1]
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("restore_volume", args=[point.pk]),
@@ -255,7 +256,7 @@ def test_technician_exports_a_volume_as_a_download_that_converts_back_to_the_poi
 ):
     import subprocess
 
-    client.force_login(world["users"]["tech"])
+    force_login_verified(client, world["users"]["tech"])
     point = world["points"][1]
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("restore_volume", args=[point.pk]),
@@ -275,7 +276,7 @@ def test_technician_exports_a_volume_as_a_download_that_converts_back_to_the_poi
     assert raw.read_bytes() == expected.read_bytes()
     assert AuditEvent.objects.filter(action="restore.export_download").exists()
     # another customer's staff never gets it; a customer user neither
-    client.force_login(world["users"]["customer"])
+    force_login_verified(client, world["users"]["customer"])
     assert client.get(url).status_code == 404
 
 
@@ -291,7 +292,7 @@ def _wait_for(client, job, timeout: float = 60) -> str:
 
 
 def test_points_page_offers_restore_by_date_and_tier(client, world):
-    client.force_login(world["users"]["customer"])
+    force_login_verified(client, world["users"]["customer"])
     page = client.get(reverse("restore_server_points", args=[world["server"].pk]))
     text = page.content.decode()
     assert "Restore a file from" in text

@@ -20,6 +20,7 @@ from restores.models import RecoveryPoint
 from tests.factories import UserFactory, VirtualMachineFactory
 from tests.support.bootable import bootable_appliance, needs_qemu, use_tcg
 from tests.support.console_proxy import running_console_proxy
+from tests.support.signin import force_login_verified
 
 # The proxy checks tokens in its own threads and connections: the data must be committed.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,7 +36,7 @@ def proxy(settings):
 @pytest.fixture
 def tech(client):
     user = UserFactory(role=Role.TECHNICIAN)
-    client.force_login(user)
+    force_login_verified(client, user)
     client.user = user
     return client
 
@@ -175,7 +176,7 @@ def test_a_technician_deactivated_after_getting_the_token_is_refused(proxy, tech
 @pytest.mark.parametrize("role", [Role.CUSTOMER_ADMIN, Role.CUSTOMER_USER])
 def test_customer_users_get_404_on_the_console_token_view(client, role):
     vm = VirtualMachineFactory(state="running")
-    client.force_login(UserFactory(role=role, customer=vm.server.appliance.customer))
+    force_login_verified(client, UserFactory(role=role, customer=vm.server.appliance.customer))
     assert client.post(reverse("vm_console_token", args=[vm.pk])).status_code == 404
     assert not AuditEvent.objects.filter(action="vm.console_open").exists()
 

@@ -16,6 +16,7 @@ from restores.models import RecoveryPoint, VirtualMachine
 from tests.factories import UserFactory
 from tests.support.agent_store import agent
 from tests.support.bootable import bootable_appliance, needs_qemu, use_tcg
+from tests.support.signin import force_login_verified
 
 pytestmark = [pytest.mark.django_db, needs_qemu]
 
@@ -31,7 +32,7 @@ def world(tmp_path, monkeypatch):
 
 @pytest.fixture
 def tech(client):
-    client.force_login(UserFactory(role=Role.TECHNICIAN))
+    force_login_verified(client, UserFactory(role=Role.TECHNICIAN))
     return client
 
 
@@ -121,7 +122,8 @@ def test_customer_users_get_404_on_every_vm_page_and_action(world, client, role)
     from tests.factories import VirtualMachineFactory
 
     vm = VirtualMachineFactory(server=server, point=point, state="running", agent_id="x")
-    client.force_login(UserFactory(role=role, customer=appliance.customer))  # their own customer
+    # A user of their own customer.
+    force_login_verified(client, UserFactory(role=role, customer=appliance.customer))
     requests = [
         ("get", reverse("vm_list")),
         ("get", reverse("vm_start", args=[point.pk])),

@@ -4,6 +4,7 @@ The demo appliances are real agent stores on this machine (``demo-store/``), rea
 the local transport, so "Back up now", jobs and recovery points work without SSH.
 """
 
+import base64
 import datetime as dt
 import json
 import subprocess
@@ -22,6 +23,10 @@ from portal import services
 from portal.models import Customer, Role, User
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105  (printed for the demo on purpose)
+# MSP staff sign in with a second factor. So that the demo's 'admin' and 'tech' can, they get an
+# authenticator with this known secret (printed; add it to an authenticator app, or
+# `oathtool --totp -b SECRET`). Demo only: the command refuses to run in production.
+DEMO_TOTP_SECRET = "BDRDEMO2FACTORSECRETFORDEMOONLY2"  # noqa: S105
 VOLUME_MIB = 32
 
 USERS = [
@@ -160,6 +165,13 @@ def _make_bootable(path: Path) -> None:
         f.write(code)
 
 
+def _demo_authenticator(user: User) -> None:
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    key = base64.b32decode(DEMO_TOTP_SECRET).hex()
+    TOTPDevice.objects.create(user=user, name="demo authenticator", key=key, confirmed=True)
+
+
 def _parse_now(value: str | dt.datetime) -> dt.datetime:
     if isinstance(value, dt.datetime):
         parsed = value
@@ -182,6 +194,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, store_dir, now=None, **options):
+        if settings.PRODUCTION:
+            raise CommandError("the demo prints passwords and an authenticator secret: not here")
         self.clock = demo_clock(_parse_now(now) if now else timezone.now())
         root = Path(store_dir)
         (root / "volumes").mkdir(parents=True, exist_ok=True)
@@ -208,6 +222,8 @@ class Command(BaseCommand):
                 customer=customers.get(cname),
             )
             services.save_user(user, actor=None, password=DEMO_PASSWORD)
+            if user.is_msp:
+                _demo_authenticator(user)
         self._grant_restores()
         spare = _volume(root / "volumes" / "new-server.img", seed=99)
         self.stdout.write("Demo data ready. Sign in at http://127.0.0.1:8000/ with:")
@@ -215,6 +231,10 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  {username:14} / {DEMO_PASSWORD}   {role.label}{' of ' + cname if cname else ''}"
             )
+        self.stdout.write(
+            f"  admin and tech also need a code: authenticator secret {DEMO_TOTP_SECRET} "
+            f"(e.g. oathtool --totp -b {DEMO_TOTP_SECRET}); recovery codes: none in the demo."
+        )
         self.stdout.write(
             "Try it as 'tech': Appliances > globex-lab > Enrol > Connect, then Protect a server "
             f"with volume source {spare}, then Back up now."
