@@ -17,6 +17,7 @@ from portal.models import AuditEvent, Role
 from tests import factories as f
 from tests.agent.fs_images import make_disk
 from tests.support.agent_store import agent_json
+from tests.support.signin import force_login_verified
 
 pytestmark = pytest.mark.django_db
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ2Y"
@@ -24,7 +25,7 @@ ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ2Y"
 
 @pytest.fixture
 def tech(client):
-    client.force_login(f.UserFactory(role=Role.TECHNICIAN))
+    force_login_verified(client, f.UserFactory(role=Role.TECHNICIAN))
     return client
 
 

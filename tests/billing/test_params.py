@@ -8,11 +8,12 @@ from hypothesis import strategies as st
 from portal.models import Role
 from tests import factories as f
 from tests.support.param_fuzz import MONTHISH, NUMBERISH, TEXT, assert_never_5xx, params_of
+from tests.support.signin import force_login_verified
 
 
 @pytest.fixture
 def admin_client(client, db):
-    client.force_login(f.UserFactory(role=Role.MSP_ADMIN))
+    force_login_verified(client, f.UserFactory(role=Role.MSP_ADMIN))
     return client
 
 

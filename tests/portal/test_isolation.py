@@ -220,7 +220,7 @@ def test_customer_user_gets_404_for_every_url_of_a_server_not_granted_to_them(
     user = world.own.users[Role.CUSTOMER_USER]
     f.RestoreGrantFactory(user=user, server=world.own.objects["server"])
     ungranted = _ungranted_server(world.own)
-    client.force_login(user)
+    force_login_verified(client, user)
     before = db_fingerprint()
     checked = 0
     for name, kwargs in all_routes():

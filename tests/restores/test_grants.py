@@ -6,6 +6,7 @@ from django.urls import reverse
 from portal.models import AuditEvent, Role
 from restores.models import RestoreGrant
 from tests import factories as f
+from tests.support.signin import force_login_verified
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def _home(client) -> str:
 
 
 def test_customer_user_without_a_grant_sees_no_server(client, acme):
-    client.force_login(acme["user"])
+    force_login_verified(client, acme["user"])
     page = _home(client)
     assert "dc01.acme" not in page and "files01.acme" not in page
     url = reverse("restore_server_points", args=[acme["dc01"].pk])
@@ -38,7 +39,7 @@ def test_customer_user_without_a_grant_sees_no_server(client, acme):
 def test_customer_user_sees_only_the_granted_server(client, acme):
     f.RestoreGrantFactory(user=acme["user"], server=acme["files01"])
     point = f.RecoveryPointFactory(server=acme["dc01"])
-    client.force_login(acme["user"])
+    force_login_verified(client, acme["user"])
     page = _home(client)
     assert "files01.acme" in page and "dc01.acme" not in page
     assert (
@@ -48,13 +49,13 @@ def test_customer_user_sees_only_the_granted_server(client, acme):
 
 
 def test_customer_admin_sees_every_server_of_their_customer_without_grants(client, acme):
-    client.force_login(acme["admin"])
+    force_login_verified(client, acme["admin"])
     page = _home(client)
     assert "files01.acme" in page and "dc01.acme" in page
 
 
 def test_customer_admin_grants_a_server_audited(client, acme):
-    client.force_login(acme["admin"])
+    force_login_verified(client, acme["admin"])
     url = reverse("restore_grants", args=[acme["user"].pk])
     page = client.get(url).content.decode()
     assert "dc01" in page and "files01" in page
@@ -75,7 +76,7 @@ def test_customer_admin_grants_a_server_audited(client, acme):
 def test_a_forged_grant_of_another_customers_server_is_refused(client, acme):
     other = f.ProtectedServerFactory(name="ZZOTHER")
     f.RestoreGrantFactory(user=acme["user"], server=acme["files01"])
-    client.force_login(acme["admin"])
+    force_login_verified(client, acme["admin"])
     url = reverse("restore_grants", args=[acme["user"].pk])
     assert "ZZOTHER" not in client.get(url).content.decode()
     response = client.post(url, {"servers": [acme["dc01"].pk, other.pk]})
@@ -89,31 +90,31 @@ def test_a_forged_grant_of_another_customers_server_is_refused(client, acme):
 def test_msp_admin_grants_but_technicians_and_customer_users_may_not(client, acme):
     url = reverse("restore_grants", args=[acme["user"].pk])
     for role in (Role.TECHNICIAN,):
-        client.force_login(f.UserFactory(role=role))
+        force_login_verified(client, f.UserFactory(role=role))
         assert client.post(url, {"servers": [acme["dc01"].pk]}).status_code == 404
-    client.force_login(acme["user"])
+    force_login_verified(client, acme["user"])
     assert client.post(url, {"servers": [acme["dc01"].pk]}).status_code == 404
     assert not RestoreGrant.objects.exists()
-    client.force_login(f.UserFactory(role=Role.MSP_ADMIN))
+    force_login_verified(client, f.UserFactory(role=Role.MSP_ADMIN))
     assert client.post(url, {"servers": [acme["dc01"].pk]}).status_code == 302
     assert RestoreGrant.objects.get().server == acme["dc01"]
 
 
 def test_only_customer_users_have_a_grants_page(client, acme):
-    client.force_login(acme["admin"])
+    force_login_verified(client, acme["admin"])
     assert client.get(reverse("restore_grants", args=[acme["admin"].pk])).status_code == 404
 
 
 def test_user_list_links_each_customer_user_to_their_grants(client, acme):
     f.RestoreGrantFactory(user=acme["user"], server=acme["files01"])
-    client.force_login(acme["admin"])
+    force_login_verified(client, acme["admin"])
     page = client.get(reverse("user_list")).content.decode()
     assert reverse("restore_grants", args=[acme["user"].pk]) in page and "1 server<" in page
 
 
 def test_unticking_every_server_removes_every_grant(client, acme):
     f.RestoreGrantFactory(user=acme["user"], server=acme["files01"])
-    client.force_login(acme["admin"])
+    force_login_verified(client, acme["admin"])
     response = client.post(reverse("restore_grants", args=[acme["user"].pk]), {})
     assert response.status_code == 302 and not RestoreGrant.objects.exists()
     event = AuditEvent.objects.get(action="restore.grants_changed")

@@ -23,6 +23,7 @@ from tests import factories as f
 from tests.agent.hostile_names import HOSTILE, LONG
 from tests.restores.test_file_restore import _streamed, _wait_for
 from tests.support.agent_store import backed_up_disk
+from tests.support.signin import force_login_verified
 
 ODD = {p: d for p, d in HOSTILE.items() if p.startswith("/odd/")}
 
@@ -65,7 +66,7 @@ def _selection_values(page: str) -> dict[str, str]:
 
 
 def test_every_hostile_file_downloads_byte_identical(client, world):
-    client.force_login(world["user"])
+    force_login_verified(client, world["user"])
     page = _browse(client, world["point"], "/odd")
     links = _links(page)
     for path, data in ODD.items():
@@ -78,7 +79,7 @@ def test_every_hostile_file_downloads_byte_identical(client, world):
 
 
 def test_folders_with_hostile_names_open_by_their_links(client, world):
-    client.force_login(world["user"])
+    force_login_verified(client, world["user"])
     page = _browse(client, world["point"], "/odd")
     folders = dict(
         (html.unescape(label), html.unescape(href))
@@ -103,7 +104,7 @@ def test_folders_with_hostile_names_open_by_their_links(client, world):
 
 
 def test_search_finds_and_downloads_hostile_names(client, world):
-    client.force_login(world["user"])
+    force_login_verified(client, world["user"])
     url = reverse("restore_search", args=[world["point"].pk])
     page = client.get(url, {"q": "x.txt"}).content.decode()
     assert _streamed(client.get(_links(page)["x.txt"])) == ODD["/odd/bad\udcffdir/x.txt"]
@@ -114,7 +115,7 @@ def test_search_finds_and_downloads_hostile_names(client, world):
 
 
 def test_the_hostile_folder_downloads_as_a_zip_with_every_names_bytes(client, world):
-    client.force_login(world["user"])
+    force_login_verified(client, world["user"])
     root = _selection_values(_browse(client, world["point"], "/"))
     response = client.post(reverse("restore_selected", args=[world["point"].pk]),
                            {"paths": [root["odd"]]})  # fmt: skip
@@ -132,7 +133,7 @@ def test_the_hostile_folder_downloads_as_a_zip_with_every_names_bytes(client, wo
 
 
 def test_selected_hostile_files_download_as_a_zip(client, world):
-    client.force_login(world["user"])
+    force_login_verified(client, world["user"])
     values = _selection_values(_browse(client, world["point"], "/odd"))
     picked = [values["bad\ufffd\ufffdname.txt"], values["new\u240aline.txt"], values[LONG]]
     assert all(v.startswith("~") for v in picked[:2]) and picked[2] == "/odd/" + LONG
@@ -146,7 +147,7 @@ def test_selected_hostile_files_download_as_a_zip(client, world):
 
 
 def test_one_hostile_file_downloads_under_a_name_a_browser_can_take(client, world):
-    client.force_login(world["user"])
+    force_login_verified(client, world["user"])
     values = _selection_values(_browse(client, world["point"], "/odd"))
     response = client.post(reverse("restore_selected", args=[world["point"].pk]),
                            {"paths": [values["new\u240aline.txt"]]})  # fmt: skip
@@ -158,7 +159,7 @@ def test_one_hostile_file_downloads_under_a_name_a_browser_can_take(client, worl
 def test_technician_puts_hostile_names_back_exactly(
     client, world, tmp_path, django_capture_on_commit_callbacks
 ):
-    client.force_login(world["tech"])
+    force_login_verified(client, world["tech"])
     values = _selection_values(_browse(client, world["point"], "/"))
     dest = tmp_path / "put-back"
     with django_capture_on_commit_callbacks(execute=True):
@@ -172,7 +173,7 @@ def test_technician_puts_hostile_names_back_exactly(
 
 
 def test_a_broken_escaped_path_is_refused_as_not_found(client, world):
-    client.force_login(world["user"])
+    force_login_verified(client, world["user"])
     url = reverse("restore_browse", args=[world["point"].pk])
     for bad in ("~!!!", "~", "~L2JhZP8/../x", path_param("/odd/../x\n"), "/odd/\0"):
         assert client.get(url, {"path": bad}).status_code == 404, bad

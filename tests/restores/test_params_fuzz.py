@@ -16,6 +16,7 @@ from tests import factories as f
 from tests.agent.hostile_names import HOSTILE
 from tests.support.agent_store import backed_up_disk
 from tests.support.param_fuzz import NUMBERISH, TEXT, assert_never_5xx, params_of
+from tests.support.signin import force_login_verified
 
 PATHS = st.one_of(
     st.sampled_from([path_param(p) for p in HOSTILE] + ["/odd", "/", "~", "~L2JhZP8", "/.."]),
@@ -56,7 +57,7 @@ def world(db, odd_store):
 )
 def test_parameters_naive_code_crashed_on_are_a_400_with_a_message(client, world, name, query,
                                                                    says):  # fmt: skip
-    client.force_login(world["user"])
+    force_login_verified(client, world["user"])
     arg = world["server"].pk if name == "restore_server_points" else world["point"].pk
     response = client.get(reverse(name, args=[arg]), query)
     assert response.status_code == 400
@@ -64,7 +65,7 @@ def test_parameters_naive_code_crashed_on_are_a_400_with_a_message(client, world
 
 
 def test_restore_audit_page_number_is_strict(client, world):
-    client.force_login(world["admin"])
+    force_login_verified(client, world["admin"])
     response = client.get(reverse("restore_audit"), {"page": "²"})
     assert response.status_code == 400
     assert "page must be a whole number" in response.content.decode()
@@ -72,7 +73,7 @@ def test_restore_audit_page_number_is_strict(client, world):
 
 
 def test_customer_pages_never_answer_5xx(client, world):
-    client.force_login(world["user"])
+    force_login_verified(client, world["user"])
     point = world["point"].pk
     browse = reverse("restore_browse", args=[point])
     search = reverse("restore_search", args=[point])
@@ -94,7 +95,7 @@ def test_customer_pages_never_answer_5xx(client, world):
 
 
 def test_staff_pages_never_answer_5xx(client, world):
-    client.force_login(world["tech"])
+    force_login_verified(client, world["tech"])
     point = world["point"].pk
     put_back = reverse("restore_put_back", args=[point])
     assert_never_5xx(
@@ -116,18 +117,18 @@ def test_staff_pages_never_answer_5xx(client, world):
 
 
 def test_grants_form_never_answers_5xx(client, world):
-    client.force_login(world["admin"])
+    force_login_verified(client, world["admin"])
     url = reverse("restore_grants", args=[world["user"].pk])
     assert_never_5xx(lambda q: client.post(url, q),
                      params_of(servers=st.lists(NUMBERISH, max_size=3)))  # fmt: skip
 
 
 def test_ids_past_the_databases_integers_are_404(client, world):
-    client.force_login(world["tech"])
+    force_login_verified(client, world["tech"])
     huge = 2**70
     for name in ("restore_browse", "restore_search", "restore_volume", "vm_start"):
         assert client.get(reverse(name, args=[huge])).status_code == 404, name
     assert client.get(reverse("restore_server_points", args=[huge])).status_code == 404
     assert client.get(reverse("restore_job", args=[huge])).status_code == 404
-    client.force_login(world["admin"])
+    force_login_verified(client, world["admin"])
     assert client.get(reverse("restore_grants", args=[huge])).status_code == 404
