@@ -63,6 +63,17 @@ def supervise_job(store: Path, job_id: str) -> int:
     store = Path(store)
     job = json.loads((jobs_dir(store) / f"{job_id}.json").read_text())
     kind = KINDS[job["kind"]]
+    watch = _Watch(stall_limit(kind, job["params"]))
+    workers: list[int] = []
+
+    def on_term(signum, frame):  # jobs.cancel: stop the work, VMs get a moment to power off
+        watch.cancelled = True
+        watch.kill_at = time.monotonic() + CANCEL_GRACE_SECONDS
+        for pid in workers:
+            _signal(pid, signal.SIGTERM)
+
+    # Installed before the record says "running": a cancel that follows it is never lost.
+    signal.signal(signal.SIGTERM, on_term)
     read_fd, write_fd = os.pipe()
     worker = subprocess.Popen(
         [sys.executable, "-m", "agent.service.job", "--worker", str(store), job_id, str(write_fd)],
@@ -70,19 +81,14 @@ def supervise_job(store: Path, job_id: str) -> int:
         pass_fds=(write_fd,),
         start_new_session=True,  # its own process group: one killpg ends it and its helpers
     )
+    workers.append(worker.pid)
+    if watch.cancelled:  # cancelled while the worker was being started
+        _signal(worker.pid, signal.SIGTERM)
     os.close(write_fd)
-    watch = _Watch(stall_limit(kind, job["params"]))
     job.update(state="running", started_at=utc_now(), progress_at=utc_now(),
                runner_pid=os.getpid(), child_pid=worker.pid, stall_seconds=watch.limit)  # fmt: skip
     write_job(store, job)
     print(f"{job['started_at']} started {kind.name} {kind.describe(job['params'])}", flush=True)
-
-    def on_term(signum, frame):  # jobs.cancel: stop the work, VMs get a moment to power off
-        watch.cancelled = True
-        watch.kill_at = time.monotonic() + CANCEL_GRACE_SECONDS
-        _signal(worker.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, on_term)
     _follow(store, job, read_fd, worker, watch)
     code = worker.wait()
     _kill_group(worker.pid)  # whatever the worker left running (it ended or was killed)
