@@ -222,6 +222,10 @@ class Store:
             raise DamageFound(f"index of {record.id}: does not match the catalog")
         return PointIndex.decode(self.key, blob, record.id)
 
+    def point_blob_ids(self, point_id: str) -> list[bytes]:
+        """Every chunk id ``point_id`` needs (from its index alone; no chunk is opened)."""
+        return self.load_index(self.get_point(point_id)).blob_ids()
+
     def remove_orphan_indexes(self, catalog: Catalog) -> int:
         """Delete index files the catalog does not name (crash leftovers); hold the lock."""
         listed = {p.id for p in catalog.points}

@@ -20,7 +20,6 @@ from agent.errors import DamageFound
 from agent.store.chunkstore import TMP_PREFIX, pid_alive
 from agent.store.datastore import Store
 from agent.store.locking import break_stale_locks
-from agent.store.pointindex import ZERO_ID
 from agent.store.progress import Progress
 
 
@@ -44,9 +43,8 @@ def referenced_chunks(
             index = store.load_index(record)
         except DamageFound as exc:
             raise DamageFound(f"gc stopped, cannot mark {record.id}: {exc}") from None
-        live.update(index.ids)
+        live.update(index.blob_ids())
         progress.beat()
-    live.discard(ZERO_ID)
     return live, points
 
 

@@ -79,6 +79,13 @@ class PointIndex:
     def chunk_len(self, i: int) -> int:
         return min(self.chunk_size, self.size - i * self.chunk_size)
 
+    def blob_ids(self) -> list[bytes]:
+        """Every chunk file this point needs to be read, each once, in index order.
+
+        The unit gc keeps and replication copies; zero/hole entries need no file.
+        """
+        return [i for i in dict.fromkeys(self.ids) if i != ZERO_ID]
+
     def encode(self, key: StorageKey) -> bytes:
         """The sealed bytes of this index."""
         head = {

@@ -138,3 +138,21 @@ def test_restore_refuses_up_front_when_the_destination_is_too_small(tmp_path):
         assert [p.name for p in mnt.iterdir() if p.name != "lost+found"] == []
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_point_blob_ids_names_each_stored_chunk_once(tmp_path):
+    """What gc keeps and replication copies: every chunk file a point needs, no zero ids."""
+    from agent.store.backup import backup_volume
+    from agent.store.datastore import Store, init_store
+    from agent.store.pointindex import ZERO_ID
+
+    chunk = 64 * 1024
+    init_store(tmp_path / "s", tmp_path / "k", chunk_size=chunk)
+    store = Store.open(tmp_path / "s")
+    vol = tmp_path / "v.img"
+    vol.write_bytes(b"a" * chunk + bytes(chunk) + b"a" * chunk + b"b" * chunk)
+    record = backup_volume(store, "srv", vol)
+    ids = store.point_blob_ids(record.id)
+    assert len(ids) == 2 and ZERO_ID not in ids
+    files = {p.name for p in (tmp_path / "s" / "chunks").glob("*/*")}
+    assert {i.hex() for i in ids} == files
