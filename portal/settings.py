@@ -8,6 +8,7 @@ mode, which refuses to start without its secrets.
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -49,6 +50,9 @@ else:
     DEBUG = env.bool("DEBUG", default=True)
 
 INSTALLED_APPS = [
+    # First: its ``runserver`` (refusing a public address with the development keys) must
+    # win over staticfiles' (Django takes a command from the earliest app that has it).
+    "portal",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -62,7 +66,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "axes",
-    "portal",
+    "csp",
     "appliances",
     "restores",
     "billing",
@@ -70,6 +74,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -132,7 +137,15 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "media")))
 
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="")
+# Backends that deliver nothing: production would "send" password-reset links to its log.
+_UNDELIVERED_MAIL = {"", "console", "locmem", "dummy"}
+if PRODUCTION and EMAIL_BACKEND.rpartition(".")[0].rpartition(".")[2] in _UNDELIVERED_MAIL:
+    raise ImproperlyConfigured(
+        "EMAIL_BACKEND must be a backend that delivers mail when BDR_ENV=production"
+        " (e.g. django.core.mail.backends.smtp.EmailBackend), not console, locmem or unset"
+    )
+EMAIL_BACKEND = EMAIL_BACKEND or "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="portal@bdr.example")
 
 # Celery: no broker configured means tasks run eagerly, in-process (development and demo).
@@ -206,6 +219,15 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# Appliance sessions a web request may hold at once (restores/session_limits.py): streaming
+# downloads, and browse/search pages, per user and per customer, counted across processes.
+BDR_DOWNLOADS_PER_USER = env.int("BDR_DOWNLOADS_PER_USER", default=2)
+BDR_DOWNLOADS_PER_CUSTOMER = env.int("BDR_DOWNLOADS_PER_CUSTOMER", default=4)
+BDR_BROWSES_PER_USER = env.int("BDR_BROWSES_PER_USER", default=3)
+BDR_BROWSES_PER_CUSTOMER = env.int("BDR_BROWSES_PER_CUSTOMER", default=6)
+# A slot whose process stopped renewing it (killed) stops counting after this many seconds.
+BDR_SESSION_SLOT_SECONDS = env.int("BDR_SESSION_SLOT_SECONDS", default=60)
+
 # Appliances: how the portal reaches bdr-agent.
 BDR_RPC_TIMEOUT = env.float("BDR_RPC_TIMEOUT", default=120.0)
 # Seconds to wait before each retry of a connection that failed (backoff).
@@ -217,6 +239,7 @@ BDR_ALLOW_LOCAL_TRANSPORT = env.bool("BDR_ALLOW_LOCAL_TRANSPORT", default=not PR
 # "/console/" means this host, ws or wss as the page), and how long its one-time token lives.
 BDR_CONSOLE_PROXY_URL = env.str("BDR_CONSOLE_PROXY_URL", default="ws://127.0.0.1:6080/")
 BDR_CONSOLE_TOKEN_SECONDS = env.int("BDR_CONSOLE_TOKEN_SECONDS", default=60)
+
 CELERY_BEAT_SCHEDULE["poll-appliances"] = {
     "task": "appliances.tasks.poll_all_appliances",
     "schedule": env.float("BDR_POLL_SECONDS", default=300.0),
@@ -241,4 +264,28 @@ CELERY_BEAT_SCHEDULE["billing-sample-usage"] = {
 CELERY_BEAT_SCHEDULE["billing-monthly-invoices"] = {
     "task": "billing.tasks.run_monthly_invoices",
     "schedule": crontab(day_of_month=1, hour=3, minute=0),
+}
+
+
+def _websocket_origin(url: str) -> list[str]:
+    """The console proxy's origin for connect-src; a path is this host, which 'self' covers."""
+    scheme, _, rest = url.partition("://")
+    return [f"{scheme}://{rest.split('/', 1)[0]}"] if rest else []
+
+
+# Content-Security-Policy (django-csp): scripts and styles from this origin only (the page's
+# one inline module script carries the request's nonce), no plugins, no framing, and
+# websockets only to the VM console proxy.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF, *_websocket_origin(BDR_CONSOLE_PROXY_URL)],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
 }

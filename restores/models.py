@@ -141,3 +141,33 @@ class RestoreGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} may restore from {self.server}"
+
+
+class SessionKind(models.TextChoices):
+    DOWNLOAD = "download", "downloads"
+    BROWSE = "browse", "folder and search pages"
+
+
+class SessionSlot(models.Model):
+    """A web request that holds an appliance session right now: a download streaming (a
+    file, a zip, an export image), or a browse or search page being answered.
+
+    One row per request, shared by every web process, so the limits per user and per customer
+    (``restores.session_limits``) hold across gunicorn workers. The process holding the slot
+    renews ``expires_at``; a killed process stops renewing, and its slots lapse by themselves.
+    """
+
+    kind = models.CharField(max_length=10, choices=SessionKind.choices)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="session_slots")
+    customer = models.ForeignKey(
+        "portal.Customer", on_delete=models.CASCADE, related_name="session_slots"
+    )
+    started_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    holder = models.CharField(max_length=120, blank=True)  # host:pid, for people reading it
+
+    tenant_path = "customer"
+    objects = TenantManager()
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.kind} since {self.started_at:%H:%M:%S} ({self.holder})"

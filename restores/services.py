@@ -25,7 +25,8 @@ from appliances.models import Appliance, Job, JobKind
 from portal import audit
 from portal.models import User
 from portal.tenancy import get_for_user
-from restores.models import RecoveryPoint
+from restores import session_limits
+from restores.models import RecoveryPoint, SessionKind
 
 LINK_SALT = "restores.download"
 LINK_MAX_AGE = 10 * 60  # seconds a download link works
@@ -63,14 +64,16 @@ def _refused(user: User, point: RecoveryPoint, path: str, request=None) -> PathR
 
 
 @contextlib.contextmanager
-def appliance_session(appliance: Appliance) -> Iterator[AgentClient]:
-    """One rpc session with the appliance for all the calls of one page or download; a
-    connection problem, when opening or later in the block, is RestoreUnavailable."""
-    try:
-        with sync.open_agent(appliance, retries=()) as agent:
-            yield agent
-    except (TransportError, sync.ApplianceUnavailable) as exc:
-        raise RestoreUnavailable(f"{appliance.name} cannot be reached: {exc}") from None
+def appliance_session(appliance: Appliance, user: User, kind: str) -> Iterator[AgentClient]:
+    """One rpc session with the appliance for all the calls of one page or download, in one
+    of ``user``'s session slots of ``kind`` (LimitReached when none is free); a connection
+    problem, when opening or later in the block, is RestoreUnavailable."""
+    with session_limits.slot(user, appliance.customer, kind):
+        try:
+            with sync.open_agent(appliance, retries=()) as agent:
+                yield agent
+        except (TransportError, sync.ApplianceUnavailable) as exc:
+            raise RestoreUnavailable(f"{appliance.name} cannot be reached: {exc}") from None
 
 
 def _checked(user, point, path, request):
@@ -134,7 +137,7 @@ def search(
     params = {"glob": glob, "limit": 500}
     if partition is not None:
         params["partition"] = partition
-    with appliance_session(point.server.appliance) as agent:
+    with appliance_session(point.server.appliance, user, SessionKind.BROWSE) as agent:
         result = _agent_errors(
             user, point, pattern, request, lambda: _files_call(agent, point, "files.find", **params)
         )
@@ -206,7 +209,8 @@ def start_download(
     paths = [p.rstrip("/") or "/" for p in download.paths]
     part = {"partition": download.partition} if download.partition is not None else {}
     with contextlib.ExitStack() as session:
-        agent = session.enter_context(appliance_session(point.server.appliance))
+        appliance = point.server.appliance
+        agent = session.enter_context(appliance_session(appliance, user, SessionKind.DOWNLOAD))
         size = None if download.is_zip else _file_size(agent, user, point, paths[0], part, request)
         session = session.pop_all()  # from here the stream owns the session
     audit.record(user, "restore.download", point, request=request,
@@ -327,14 +331,16 @@ def export_download(user: User, job: Job, *, request=None) -> tuple[str, int, It
             and job.state == "succeeded" and result.get("dest")):  # fmt: skip
         raise Http404("This export is not ready for download.")
     name = posixpath.basename(result["dest"])
+    stream = _export_stream(user, job.appliance, name)
     detail = {"job": job.pk, "file": name, "size": result.get("file_bytes")}
     audit.record(user, "restore.export_download", job.server, request=request, detail=detail)
-    return name, int(result.get("file_bytes") or 0), _export_stream(job.appliance, name)
+    return name, int(result.get("file_bytes") or 0), stream
 
 
-def _export_stream(appliance, name: str) -> Iterator[bytes]:
-    session = contextlib.ExitStack()
-    agent = session.enter_context(appliance_session(appliance))
+def _export_stream(user: User, appliance, name: str) -> Iterator[bytes]:
+    with contextlib.ExitStack() as session:
+        agent = session.enter_context(appliance_session(appliance, user, SessionKind.DOWNLOAD))
+        session = session.pop_all()  # from here the stream owns the session
     return SessionStream(session, _file_pieces(agent, "exports.read", name=name))
 
 

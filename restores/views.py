@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -22,9 +23,9 @@ from portal.models import Role, User
 from portal.pagination import paginate
 from portal.params import choice_param, int_param
 from portal.tenancy import get_for_user
-from restores import grants, selectors, services
+from restores import grants, selectors, services, session_limits
 from restores.forms import BareMetalForm, ExportForm, PutBackForm, RestoreGrantForm
-from restores.models import RecoveryPoint, Tier
+from restores.models import RecoveryPoint, SessionKind, Tier
 
 any_role_required = roles_required(*Role)
 restore_auditors = roles_required(Role.MSP_ADMIN, Role.TECHNICIAN, Role.CUSTOMER_ADMIN)
@@ -63,6 +64,11 @@ def _not_found(request, message: str = "That file is not in this backup."):
     return render(request, "404.html", {"message": message}, status=404)
 
 
+def _too_many(request, exc):
+    # Too many appliance sessions at once (restores/session_limits.py): say so, nothing opened.
+    return render(request, "restores/busy.html", {"message": str(exc)}, status=429)
+
+
 def _unavailable(request, point, exc):
     context = {"point": point, "message": str(exc)}
     # 200, not 5xx: the portal works; the appliance is away, and the page says so plainly.
@@ -70,12 +76,14 @@ def _unavailable(request, point, exc):
 
 
 @any_role_required
+@transaction.non_atomic_requests
 def browse(request, point_pk: int):
     point = _point(request, point_pk)
     path = request.GET.get("path") or "/"
     partition = _partition(request)
     try:
-        with services.appliance_session(point.server.appliance) as agent:
+        appliance = point.server.appliance
+        with services.appliance_session(appliance, request.user, SessionKind.BROWSE) as agent:
             parts = services.partitions(agent, request.user, point)
             listing = services.browse(agent, request.user, point, path, partition,
                                       request=request)  # fmt: skip
@@ -83,6 +91,8 @@ def browse(request, point_pk: int):
         return _not_found(request, "That folder is not in this backup.")
     except services.RestoreUnavailable as exc:
         return _unavailable(request, point, exc)
+    except session_limits.LimitReached as exc:
+        return _too_many(request, exc)
     number = listing["partition"]
     for entry in listing["entries"]:
         entry["changed"] = selectors.when(entry.get("mtime"))
@@ -103,6 +113,7 @@ def browse(request, point_pk: int):
 
 
 @any_role_required
+@transaction.non_atomic_requests
 def search(request, point_pk: int):
     point = _point(request, point_pk)
     query = request.GET.get("q", "")
@@ -111,6 +122,8 @@ def search(request, point_pk: int):
         result = services.search(request.user, point, query, partition, request=request)
     except services.RestoreUnavailable as exc:
         return _unavailable(request, point, exc)
+    except session_limits.LimitReached as exc:
+        return _too_many(request, exc)
     for entry in result["matches"]:
         if entry["type"] == "file":
             token = services.sign_download(request.user, point, [entry["path"]],
@@ -141,6 +154,7 @@ def download_selected(request, point_pk: int):
 
 
 @any_role_required
+@transaction.non_atomic_requests
 def download(request, token: str):
     """Stream a download from the appliance; the link is the user's own and short-lived."""
     try:
@@ -153,6 +167,8 @@ def download(request, token: str):
         return _not_found(request)
     except services.RestoreUnavailable as exc:
         return _unavailable(request, dl.point, exc)
+    except session_limits.LimitReached as exc:
+        return _too_many(request, exc)
     kind = "application/zip" if dl.is_zip else "application/octet-stream"
     response = StreamingHttpResponse(body, content_type=kind)
     response["Content-Disposition"] = content_disposition_header(True, services.download_name(dl))
@@ -214,6 +230,7 @@ def job(request, job_pk: int):
 
 
 @msp_required
+@transaction.non_atomic_requests
 def export_download(request, job_pk: int):
     """Stream a finished export image from the appliance to the technician."""
     job = get_for_user(Job, request.user, pk=job_pk)
@@ -221,6 +238,8 @@ def export_download(request, job_pk: int):
         name, size, body = services.export_download(request.user, job, request=request)
     except services.RestoreUnavailable as exc:
         return render(request, "restores/unavailable.html", {"message": str(exc)})
+    except session_limits.LimitReached as exc:
+        return _too_many(request, exc)
     response = StreamingHttpResponse(body, content_type="application/octet-stream")
     response["Content-Disposition"] = content_disposition_header(True, name)
     if size:
