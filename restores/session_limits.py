@@ -78,7 +78,7 @@ def acquire(user: User, customer: Customer, kind: str, *, now: dt.datetime | Non
             kind=kind, user=user, customer=customer, started_at=now,
             expires_at=now + _lifetime(), holder=f"{socket.gethostname()}:{os.getpid()}",
         )  # fmt: skip
-        SessionSlot.objects.filter(expires_at__lte=now - _lifetime()).delete()
+        SessionSlot.objects.filter(expires_at__lte=now).delete()  # lapsed: no longer count
     _renewer.add(slot.pk)
     return slot
 
