@@ -32,6 +32,12 @@ def _customer_of(obj: models.Model | None) -> Customer | None:
     return target
 
 
+def _actor(actor: User | None) -> dict:
+    if actor is None or not actor.is_authenticated:
+        return {"actor": None, "actor_label": "system", "actor_is_msp": False}
+    return {"actor": actor, "actor_label": actor.get_username(), "actor_is_msp": actor.is_msp}
+
+
 def record(
     actor: User | None,
     action: str,
@@ -43,10 +49,7 @@ def record(
 ) -> AuditEvent:
     """Write one audit event: ``actor`` did ``action`` to ``obj``."""
     return AuditEvent.objects.create(
-        actor=actor if actor is not None and actor.is_authenticated else None,
-        actor_label=(
-            actor.get_username() if actor is not None and actor.is_authenticated else "system"
-        ),
+        **_actor(actor),
         customer=customer or _customer_of(obj),
         action=action,
         object_type=obj._meta.label if obj is not None else "",
@@ -67,10 +70,7 @@ def record_many(
     """Write one audit event per (object, customer, detail) in one insert (bulk services)."""
     AuditEvent.objects.bulk_create(
         AuditEvent(
-            actor=actor if actor is not None and actor.is_authenticated else None,
-            actor_label=(
-                actor.get_username() if actor is not None and actor.is_authenticated else "system"
-            ),
+            **_actor(actor),
             customer=customer or _customer_of(obj),
             action=action,
             object_type=obj._meta.label,

@@ -114,6 +114,8 @@ class AuditEvent(models.Model):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL)
     actor_label = models.CharField(max_length=150, blank=True)
+    # The actor was MSP staff: customer admins see "MSP staff", not the name and address.
+    actor_is_msp = models.BooleanField(default=False)
     customer = models.ForeignKey(
         Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
     )

@@ -63,13 +63,10 @@ RESTORE_ACTIONS = (
 def restore_events_for(user: User):
     """The restore audit events ``user`` may see (their customer's, or all for the MSP)."""
     from portal.models import AuditEvent
+    from portal.selectors import as_seen_by
 
-    return (
-        AuditEvent.objects.for_user(user)
-        .filter(action__in=RESTORE_ACTIONS)
-        .select_related("customer")
-        .order_by("-at", "-id")
-    )
+    events = AuditEvent.objects.for_user(user).filter(action__in=RESTORE_ACTIONS)
+    return as_seen_by(events.select_related("customer").order_by("-at", "-id"), user)
 
 
 def when(epoch: int | None):
