@@ -56,16 +56,43 @@ class AgentClient:
         self.stream.close()
 
     def _read_message(self) -> dict:
+        """One JSON message; never more than BDR_RPC_MAX_LINE bytes are read for it, so an
+        appliance that sends an endless line costs that much memory, then the session."""
+        limit = settings.BDR_RPC_MAX_LINE
         try:
-            line = self.stream.rfile.readline()
+            line = self.stream.rfile.readline(limit + 1)
         except (OSError, TimeoutError) as exc:
             raise TransportError(f"connection lost: {exc}") from None
         if not line:
             raise TransportError("the appliance closed the connection")
+        if len(line) > limit:
+            raise TransportError(
+                f"the appliance sent a message longer than {_size(limit)}; connection dropped"
+            )
         try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            raise TransportError("the appliance sent something that is not the protocol") from None
+            message = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            message = None
+        if not isinstance(message, dict):
+            raise TransportError("the appliance sent something that is not the protocol")
+        return message
+
+    def _read_payload(self, size) -> bytes:
+        """The ``binary`` bytes announced by an answer: at most BDR_RPC_MAX_PAYLOAD (the agent
+        sends windows of at most 8 MiB), and exactly as many as announced."""
+        limit = settings.BDR_RPC_MAX_PAYLOAD
+        if type(size) is not int or not 0 <= size <= limit:
+            raise TransportError(
+                f"the appliance announced a payload of {size!r} bytes, more than the "
+                f"{_size(limit)} allowed; connection dropped"
+            )
+        try:
+            payload = self.stream.rfile.read(size)
+        except (OSError, TimeoutError) as exc:
+            raise TransportError(f"connection lost: {exc}") from None
+        if len(payload) != size:
+            raise TransportError("the appliance closed the connection in the middle of a payload")
+        return payload
 
     def call(self, method: str, on_event: Callable[[Any], None] | None = None, **params) -> Any:
         """Call ``method`` and return its result; events (if any) go to ``on_event``."""
@@ -90,7 +117,7 @@ class AgentClient:
                 if not data:
                     raise TransportError("the appliance closed the connection")
                 buffer += data
-                if len(buffer) > 1 << 20:
+                if len(buffer) > settings.BDR_RPC_MAX_LINE:
                     raise TransportError("the appliance sent something that is not the protocol")
         except (OSError, TimeoutError) as exc:
             raise TransportError(f"connection lost: {exc}") from None
@@ -128,10 +155,14 @@ class AgentClient:
                     on_event(message["event"])
                 continue
             payload = b""
-            if message.get("binary"):
-                payload = self.stream.rfile.read(message["binary"])
+            if "binary" in message:
+                payload = self._read_payload(message["binary"])
             self._raise_for(message)
             return message.get("result"), payload
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n} bytes"
 
 
 def connect(appliance, *, retries: tuple[float, ...] | None = None) -> AgentClient:

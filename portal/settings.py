@@ -230,6 +230,11 @@ BDR_SESSION_SLOT_SECONDS = env.int("BDR_SESSION_SLOT_SECONDS", default=60)
 
 # Appliances: how the portal reaches bdr-agent.
 BDR_RPC_TIMEOUT = env.float("BDR_RPC_TIMEOUT", default=120.0)
+# The most the portal reads of one message from an appliance (a JSON line: a folder listing
+# of ~80,000 names fits) and of one binary answer (the agent sends windows of at most 8 MiB):
+# a hostile appliance's endless line or 10 GiB length prefix ends the session, not the memory.
+BDR_RPC_MAX_LINE = env.int("BDR_RPC_MAX_LINE", default=16 << 20)
+BDR_RPC_MAX_PAYLOAD = env.int("BDR_RPC_MAX_PAYLOAD", default=16 << 20)
 # Seconds to wait before each retry of a connection that failed (backoff).
 BDR_RPC_RETRY_DELAYS = [float(x) for x in env.list("BDR_RPC_RETRY_DELAYS", default=["1", "2", "4"])]
 # The forced command written into the appliance's authorized_keys line.

@@ -221,7 +221,7 @@ def start_download(
         if download.is_zip
         else _file_pieces(agent, "files.cat", point=point.agent_id, path=paths[0], **part)
     )
-    return size, SessionStream(session, pieces)
+    return size, SessionStream.started(session, pieces, point.server.appliance)
 
 
 def _file_size(agent, user, point, path, part, request) -> int:
@@ -237,11 +237,24 @@ class SessionStream:
     with the last piece, or when the response is closed (Django calls ``close``) even if the
     client went away before reading anything."""
 
-    def __init__(self, session: contextlib.ExitStack, pieces: Iterator[bytes]):
-        self.session, self.pieces, self.closed = session, pieces, False
+    def __init__(self, session: contextlib.ExitStack, pieces: Iterator[bytes], first=b""):
+        self.session, self.pieces, self.first, self.closed = session, pieces, first, False
+
+    @classmethod
+    def started(cls, session, pieces: Iterator[bytes], appliance: Appliance) -> SessionStream:
+        """The stream with its first piece read already, so an appliance that fails at once
+        (an error, a hostile answer) is a page saying so, not a download cut at byte 0."""
+        try:
+            first = next(pieces, b"")
+        except (TransportError, AgentError) as exc:
+            session.close()
+            raise RestoreUnavailable(f"{appliance.name}: {exc}") from None
+        return cls(session, pieces, first)
 
     def __iter__(self) -> Iterator[bytes]:
         try:
+            if self.first:
+                yield self.first
             yield from self.pieces
         finally:
             self.close()
@@ -341,7 +354,7 @@ def _export_stream(user: User, appliance, name: str) -> Iterator[bytes]:
     with contextlib.ExitStack() as session:
         agent = session.enter_context(appliance_session(appliance, user, SessionKind.DOWNLOAD))
         session = session.pop_all()  # from here the stream owns the session
-    return SessionStream(session, _file_pieces(agent, "exports.read", name=name))
+    return SessionStream.started(session, _file_pieces(agent, "exports.read", name=name), appliance)
 
 
 def job_eta_seconds(job: Job) -> float | None:
