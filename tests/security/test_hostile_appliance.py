@@ -46,13 +46,20 @@ def _behind_ssh(tenant, sshd, mode: str | None):
     appliance.save()
 
 
-def _peak_mib(fn):
+def _refused_within_8_mib(client, url: str, **params) -> str:
+    """The page ``url`` answers while the portal's traced memory stays under 8 MiB: the
+    "can't open" page, the session's slot given back. Returns its text."""
     tracemalloc.start()
     try:
-        result = fn()
-        return result, tracemalloc.get_traced_memory()[1] / (1 << 20)
+        response = client.get(url, params)
+        peak = tracemalloc.get_traced_memory()[1] / (1 << 20)
     finally:
         tracemalloc.stop()
+    text = response.content.decode()
+    assert response.status_code == 200 and "We can't open this backup right now" in text
+    assert peak < 8, f"{peak:.1f} MiB"
+    assert not SessionSlot.objects.exists()
+    return text
 
 
 @pytest.fixture
@@ -67,12 +74,8 @@ def signed_in(client, db, limits_store, settings):
 def test_an_endless_line_ends_the_session_not_the_memory(client, signed_in, sshd):
     _behind_ssh(signed_in, sshd, "endless-line")
     page = reverse("restore_browse", args=[signed_in.point.pk])
-    response, peak = _peak_mib(lambda: client.get(page, {"path": "/"}))
-    text = response.content.decode()
-    assert response.status_code == 200 and "We can't open this backup right now" in text
+    text = _refused_within_8_mib(client, page, path="/")
     assert "sent a message longer than 1 MiB; connection dropped" in text
-    assert peak < 8, f"{peak:.1f} MiB"
-    assert not SessionSlot.objects.exists()
 
 
 def test_a_ten_gib_payload_is_refused_before_a_byte_of_it_is_read(client, signed_in, sshd):
@@ -80,13 +83,8 @@ def test_a_ten_gib_payload_is_refused_before_a_byte_of_it_is_read(client, signed
     listing = client.get(reverse("restore_browse", args=[signed_in.point.pk]), {"path": "/"})
     assert listing.status_code == 200 and "big.bin" in listing.content.decode()
     token = services.sign_download(signed_in.users[0], signed_in.point, ["/big.bin"], None)
-    link = reverse("restore_download", args=[token])
-    response, peak = _peak_mib(lambda: client.get(link))
-    text = response.content.decode()
-    assert response.status_code == 200 and "We can't open this backup right now" in text
+    text = _refused_within_8_mib(client, reverse("restore_download", args=[token]))
     assert "announced a payload of 10737418240 bytes, more than the 8 MiB allowed" in text
-    assert peak < 8, f"{peak:.1f} MiB"
-    assert not SessionSlot.objects.exists()
 
 
 def test_the_same_pages_work_with_the_real_agent_over_the_same_sshd(client, signed_in, sshd):
