@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from portal.models import AuditEvent, Role
 from tests import factories as f
-from tests.security.conftest import make_tenant
 from tests.support.signin import force_login_verified
+from tests.support.tenants import make_tenant
 
 STAFF_ADDRESS, CUSTOMER_ADDRESS = "203.0.113.7", "198.51.100.9"
 

@@ -16,9 +16,9 @@ from django.urls import reverse
 from appliances.models import ApplianceState
 from restores import services
 from restores.models import SessionSlot
-from tests.security.conftest import BIG, make_tenant
 from tests.support.signin import force_login_verified
 from tests.support.sshd import start_sshd
+from tests.support.tenants import BIG, make_tenant
 
 HOSTILE = Path(__file__).resolve().parents[1] / "support" / "hostile_agent.py"
 

@@ -23,9 +23,9 @@ from restores import services
 from restores.models import SessionKind, SessionSlot
 from restores.session_limits import LimitReached, acquire, release
 from tests import factories as f
-from tests.security.conftest import BIG, make_tenant
 from tests.support.manage import ROOT, database_url, environment
 from tests.support.signin import force_login_verified
+from tests.support.tenants import BIG, make_tenant
 
 DOWNLOAD, BROWSE = SessionKind.DOWNLOAD, SessionKind.BROWSE
 

@@ -18,9 +18,9 @@ from django.urls import reverse
 
 from restores import services
 from restores.models import SessionSlot
-from tests.security.conftest import BIG, make_tenant
 from tests.support.manage import ROOT, database_url, environment
 from tests.support.sshd import free_port
+from tests.support.tenants import BIG, make_tenant
 
 
 class SlowDownload:
