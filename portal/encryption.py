@@ -9,8 +9,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.apps import apps
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 
 
 class SecretError(Exception):
@@ -52,3 +53,34 @@ class EncryptedTextField(models.TextField):
         if value is None or value == "":
             return value
         return seal(value)
+
+
+def encrypted_fields() -> list[tuple[type[models.Model], models.Field]]:
+    """Every (model, field) stored with EncryptedTextField."""
+    return [
+        (model, field)
+        for model in apps.get_models()
+        for field in model._meta.concrete_fields
+        if isinstance(field, EncryptedTextField)
+    ]
+
+
+@transaction.atomic
+def reseal_all() -> dict[str, int]:
+    """Seal every stored secret again with the newest key of SECRETS_KEYS, so that the older
+    keys can be removed afterwards. Returns how many values each field had. A value no key
+    opens raises SecretError naming it, and nothing is changed (one transaction)."""
+    counts = {}
+    for model, field in encrypted_fields():
+        label = f"{model._meta.label}.{field.name}"
+        rows = model._base_manager.exclude(**{field.attname: ""})
+        rows = rows.exclude(**{f"{field.attname}__isnull": True})
+        counts[label] = 0
+        for pk in rows.select_for_update().values_list("pk", flat=True):
+            try:
+                value = model._base_manager.values_list(field.attname, flat=True).get(pk=pk)
+            except SecretError:
+                raise SecretError(f"{label} of {model._meta.model_name} {pk}") from None
+            model._base_manager.filter(pk=pk).update(**{field.attname: value})
+            counts[label] += 1
+    return counts
