@@ -30,9 +30,11 @@ def ensure_client_key(appliance: Appliance, *, actor: User | None, request=None)
     return appliance
 
 
-def authorized_keys_line(appliance: Appliance) -> str:
-    """The exact line for the appliance's authorized_keys: rpc only, no shell, no forwarding."""
-    return f'restrict,command="{settings.BDR_AGENT_COMMAND}" {appliance.client_public_key}'
+def authorized_keys_line(appliance: Appliance, public_key: str | None = None) -> str:
+    """The exact line for the appliance's authorized_keys: rpc only, no shell, no forwarding
+    (for its current client key, or ``public_key``: the next one, during a rotation)."""
+    key = appliance.client_public_key if public_key is None else public_key
+    return f'restrict,command="{settings.BDR_AGENT_COMMAND}" {key}'
 
 
 def probe_host_key(appliance: Appliance) -> tuple[str, str]:

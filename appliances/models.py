@@ -54,6 +54,10 @@ class Appliance(models.Model):
     host_key = models.TextField(blank=True)
     client_public_key = models.TextField(blank=True)
     client_private_key = EncryptedTextField(blank=True)
+    # A key rotation under way (appliances/key_rotation.py): the new pair waits here until
+    # the appliance accepts it, then replaces the one above.
+    next_client_public_key = models.TextField(blank=True)
+    next_client_private_key = EncryptedTextField(blank=True)
     state = models.CharField(
         max_length=20, choices=ApplianceState.choices, default=ApplianceState.NEW
     )

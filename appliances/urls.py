@@ -7,6 +7,7 @@ urlpatterns = [
     path("new/", views.appliance_create, name="appliance_create"),
     path("<int:appliance_pk>/", views.appliance_detail, name="appliance_detail"),
     path("<int:appliance_pk>/enrol/", views.appliance_enrol, name="appliance_enrol"),
+    path("<int:appliance_pk>/key/", views.appliance_key, name="appliance_key"),
     path("<int:appliance_pk>/poll/", views.appliance_poll, name="appliance_poll"),
     path("<int:appliance_pk>/servers/new/", views.server_create, name="server_create"),
     path("servers/<int:server_pk>/", views.server_detail, name="server_detail"),

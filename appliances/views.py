@@ -8,11 +8,12 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from appliances import backups, enrolment, jobs, selectors, services, sync
+from appliances import backups, enrolment, jobs, key_rotation, selectors, services, sync
 from appliances.forms import ApplianceForm, PinHostKeyForm, RetentionForm, ScheduleForm, ServerForm
 from appliances.models import Appliance, Job, ProtectedServer
 from portal.access import msp_required
 from portal.pagination import paginate
+from portal.params import BadParameter, choice_param
 from portal.tenancy import get_for_user
 from restores.models import Tier
 
@@ -92,6 +93,39 @@ def appliance_enrol(request, appliance_pk: int):
         except enrolment.EnrolmentError as exc:
             messages.error(request, str(exc))
     return render(request, "appliances/appliance_enrol.html", context)
+
+
+KEY_ACTIONS = {
+    "start": key_rotation.start_rotation,
+    "finish": key_rotation.finish_rotation,
+    "cancel": key_rotation.cancel_rotation,
+}
+
+
+@msp_required
+def appliance_key(request, appliance_pk: int):
+    """The portal's SSH key for this appliance, and its rotation (appliances/key_rotation.py)."""
+    appliance = get_for_user(Appliance, request.user, pk=appliance_pk)
+    if request.method == "POST":
+        action = choice_param(request.POST, "action", KEY_ACTIONS)
+        if not action:
+            raise BadParameter("action must be one of start, finish, cancel.")
+        try:
+            result = KEY_ACTIONS[action](appliance, actor=request.user, request=request)
+        except enrolment.EnrolmentError as exc:
+            messages.error(request, str(exc))
+        else:
+            if action == "finish":
+                messages.success(request, "The portal now uses the new key. On the appliance, "
+                                 f"remove the old line, the one that ends {result}")  # fmt: skip
+        return redirect("appliance_key", appliance_pk=appliance.pk)
+    waiting = appliance.next_client_public_key
+    context = {
+        "appliance": appliance,
+        "current_line": enrolment.authorized_keys_line(appliance),
+        "next_line": enrolment.authorized_keys_line(appliance, waiting) if waiting else "",
+    }
+    return render(request, "appliances/appliance_key.html", context)
 
 
 @msp_required
