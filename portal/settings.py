@@ -48,6 +48,8 @@ else:
         "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"]
     )
     DEBUG = env.bool("DEBUG", default=True)
+# Older SECRET_KEYs still accepted while one is rotated (sessions, links, console tokens).
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 INSTALLED_APPS = [
     # First: its ``runserver`` (refusing a public address with the development keys) must

@@ -12,6 +12,9 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from appliances.models import Appliance
+from portal.models import Role
+from restores import services
+from tests import factories as f
 from tests.factories import ApplianceFactory
 
 SECRET = "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret-material-canary\n"
@@ -55,3 +58,15 @@ def test_rotate_secrets_without_the_old_key_changes_nothing(db, settings):
         "run again; nothing was changed"
     )
     assert _stored(appliance) == before
+
+
+def test_links_signed_with_the_old_secret_key_work_while_it_is_a_fallback(db, settings):
+    point = f.RecoveryPointFactory()
+    user = f.UserFactory(role=Role.CUSTOMER_ADMIN, customer=point.server.appliance.customer)
+    settings.SECRET_KEY = "old-" + "k" * 50
+    token = services.sign_download(user, point, ["/a.txt"], None)
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "new-" + "k" * 50, ["old-" + "k" * 50]
+    assert services.open_download(user, token).paths == ["/a.txt"]
+    settings.SECRET_KEY_FALLBACKS = []  # the rotation is over: old links are refused
+    with pytest.raises(services.LinkRefused):
+        services.open_download(user, token)
