@@ -76,7 +76,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "portal.content_policy.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -274,22 +274,16 @@ CELERY_BEAT_SCHEDULE["billing-monthly-invoices"] = {
 }
 
 
-def _websocket_origin(url: str) -> list[str]:
-    """The console proxy's origin for connect-src; a path is this host, which 'self' covers."""
-    scheme, _, rest = url.partition("://")
-    return [f"{scheme}://{rest.split('/', 1)[0]}"] if rest else []
-
-
 # Content-Security-Policy (django-csp): scripts and styles from this origin only (the page's
 # one inline module script carries the request's nonce), no plugins, no framing, and
-# websockets only to the VM console proxy.
+# websockets only to the VM console proxy (portal/content_policy.py adds its origin).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
         "script-src": [SELF, NONCE],
         "style-src": [SELF],
         "img-src": [SELF, "data:"],
-        "connect-src": [SELF, *_websocket_origin(BDR_CONSOLE_PROXY_URL)],
+        "connect-src": [SELF],
         "object-src": [NONE],
         "base-uri": [NONE],
         "form-action": [SELF],

@@ -30,7 +30,16 @@ def test_every_page_carries_a_strict_policy(client, db):
     assert policy["object-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
     assert policy["base-uri"] == "'none'" and policy["form-action"] == "'self'"
     # The VM console's websocket goes to the console proxy (BDR_CONSOLE_PROXY_URL).
-    assert policy["connect-src"] == "'self' ws://127.0.0.1:6080"
+    assert policy["connect-src"] == "'self' ws://127.0.0.1:*"
+
+
+def test_connect_src_follows_the_console_proxy_setting(client, db, settings):
+    settings.BDR_CONSOLE_PROXY_URL = "wss://console.example.com:8443/"
+    assert _policy(client.get(reverse("login")))["connect-src"] == (
+        "'self' wss://console.example.com:*"
+    )
+    settings.BDR_CONSOLE_PROXY_URL = "/console/"  # this host: 'self' covers it
+    assert _policy(client.get(reverse("login")))["connect-src"] == "'self'"
 
 
 def test_the_vm_page_nonce_is_the_one_its_console_script_carries(client, db, settings):
