@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,7 @@ def open_ssh(appliance, command: str = "bdr-agent rpc") -> Stream:
     channel = client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
     channel.exec_command(command)
     channel.settimeout(settings.BDR_RPC_TIMEOUT)
+    threading.Thread(target=_discard_stderr, args=(channel,), daemon=True).start()
 
     def close():
         try:
@@ -149,6 +151,21 @@ def open_ssh(appliance, command: str = "bdr-agent rpc") -> Stream:
         close=close,
         read_some=channel.recv,
     )
+
+
+def _discard_stderr(channel: paramiko.Channel) -> None:
+    """Read and drop what the appliance writes to stderr, until the channel closes. Left
+    unread, paramiko would keep all of it in memory, and the SSH window it used up would never
+    be given back, so a flood of it would also stall the answers on stdout."""
+    while True:
+        try:
+            if not channel.recv_stderr(65536):
+                return
+        except TimeoutError:
+            if channel.closed:
+                return
+        except (OSError, EOFError):
+            return
 
 
 def local_agent_env(local_store: str) -> dict:

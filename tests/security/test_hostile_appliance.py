@@ -16,6 +16,7 @@ from django.urls import reverse
 from appliances.models import ApplianceState
 from restores import services
 from restores.models import SessionSlot
+from tests.support.hostile_agent import SMALL
 from tests.support.signin import force_login_verified
 from tests.support.sshd import start_sshd
 from tests.support.tenants import BIG, make_tenant
@@ -46,19 +47,26 @@ def _behind_ssh(tenant, sshd, mode: str | None):
     appliance.save()
 
 
-def _refused_within_8_mib(client, url: str, **params) -> str:
-    """The page ``url`` answers while the portal's traced memory stays under 8 MiB: the
-    "can't open" page, the session's slot given back. Returns its text."""
+def _within_8_mib(client, url: str, **params) -> tuple[int, bytes]:
+    """(status, body) of GET ``url``, read whole while the portal's traced memory stays under
+    8 MiB; the session's slot is given back after."""
     tracemalloc.start()
     try:
         response = client.get(url, params)
+        body = b"".join(response) if response.streaming else response.content
         peak = tracemalloc.get_traced_memory()[1] / (1 << 20)
     finally:
         tracemalloc.stop()
-    text = response.content.decode()
-    assert response.status_code == 200 and "We can't open this backup right now" in text
     assert peak < 8, f"{peak:.1f} MiB"
     assert not SessionSlot.objects.exists()
+    return response.status_code, body
+
+
+def _refused_within_8_mib(client, url: str, **params) -> str:
+    """The "can't open" page, within 8 MiB (above). Returns its text."""
+    status, body = _within_8_mib(client, url, **params)
+    text = body.decode()
+    assert status == 200 and "We can't open this backup right now" in text
     return text
 
 
@@ -85,6 +93,19 @@ def test_a_ten_gib_payload_is_refused_before_a_byte_of_it_is_read(client, signed
     token = services.sign_download(signed_in.users[0], signed_in.point, ["/big.bin"], None)
     text = _refused_within_8_mib(client, reverse("restore_download", args=[token]))
     assert "announced a payload of 10737418240 bytes, more than the 8 MiB allowed" in text
+
+
+def test_a_stderr_flood_is_drained_and_the_answers_still_come(client, signed_in, sshd, settings):
+    # 64 MiB on stderr before the greeting, more all along: unread, it would fill the SSH
+    # window and stall the session (here for BDR_RPC_TIMEOUT), or the memory if unbounded.
+    settings.BDR_RPC_TIMEOUT = 20
+    _behind_ssh(signed_in, sshd, "stderr-flood")
+    status, listing = _within_8_mib(
+        client, reverse("restore_browse", args=[signed_in.point.pk]), path="/"
+    )
+    assert status == 200 and b"big.bin" in listing
+    token = services.sign_download(signed_in.users[0], signed_in.point, ["/big.bin"], None)
+    assert _within_8_mib(client, reverse("restore_download", args=[token])) == (200, SMALL)
 
 
 def test_the_same_pages_work_with_the_real_agent_over_the_same_sshd(client, signed_in, sshd):
