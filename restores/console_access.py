@@ -166,10 +166,12 @@ def origin_refusal(origins: list[str]) -> str | None:
     schemes = {"https"} if settings.PRODUCTION else {"http", "https"}
     try:
         parts = urlsplit(origin)
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
         domain, _port = split_domain_port(parts.netloc.lower())
     except ValueError:
         return f"Origin {origin[:80]!r} is not a URL"
-    if parts.scheme not in schemes or parts.path or parts.query or not domain:
+    odd = parts.path or parts.query or parts.fragment or "@" in parts.netloc
+    if parts.scheme not in schemes or odd or not domain:
         return f"Origin {origin[:80]!r} is not this portal's ({' or '.join(sorted(schemes))})"
     allowed = [h for h in settings.ALLOWED_HOSTS if h != "*"]  # "*" would allow any site
     if settings.DEBUG and not settings.ALLOWED_HOSTS:  # what Django itself allows then

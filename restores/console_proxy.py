@@ -57,13 +57,13 @@ POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 
 
-def _in_thread_with_db(func: Callable, *args):
+def _in_thread_with_db(func: Callable, *args, **kwargs):
     """Run ``func`` in a worker thread that closes its database connection when done, so a
     long-running proxy keeps no stale connections."""
 
     def run():
         try:
-            return func(*args)
+            return func(*args, **kwargs)
         finally:
             db.connections.close_all()  # this thread's connections only
 

@@ -11,7 +11,6 @@ from datetime import timedelta
 import pytest
 from django.db.models import F
 from django.urls import reverse
-from websockets.exceptions import ConnectionClosed
 
 from agent.service.vms import start_vm
 from agent.vm import machines as agent_vm
@@ -20,88 +19,30 @@ from restores import console_access
 from restores.models import ConsoleToken, RecoveryPoint
 from tests.factories import UserFactory, VirtualMachineFactory
 from tests.support.bootable import bootable_appliance, needs_qemu, use_tcg
-from tests.support.console_proxy import connect_console, running_console_proxy
+from tests.support.console_proxy import Received, connect_console, console_token, refusal
 from tests.support.signin import force_login_verified
 
 # The proxy checks tokens in its own threads and connections: the data must be committed.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def proxy(settings):
-    with running_console_proxy() as url:
-        settings.BDR_CONSOLE_PROXY_URL = url
-        yield url
-
-
-@pytest.fixture
-def tech(client):
-    user = UserFactory(role=Role.TECHNICIAN)
-    force_login_verified(client, user)
-    client.user = user
-    return client
-
-
-def console_token(client, vm) -> str:
-    """Ask the VM page's token view, as the page does; the token noVNC will offer."""
-    response = client.post(reverse("vm_console_token", args=[vm.pk]))
-    assert response.status_code == 200, response.content
-    answer = json.loads(response.content)
-    first, second = answer["protocols"]
-    assert first == console_access.PROTOCOL and second.startswith(console_access.TOKEN_PREFIX)
-    return second.removeprefix(console_access.TOKEN_PREFIX)
-
-
-class Received:
-    """The bytes of a websocket's binary messages as one stream (RFB ignores message edges)."""
-
-    def __init__(self, ws):
-        self.ws, self.buffer = ws, b""
-
-    def read(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            self.buffer += self.ws.recv(timeout=20)
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data
-
-
-def refusal(url: str, token: str | None) -> str:
-    """The reason the proxy gave for closing, having sent nothing else."""
-    with connect_console(url, token) as ws, pytest.raises(ConnectionClosed) as closed:
-        ws.recv(timeout=10)
-    assert closed.value.rcvd.code == 1008
-    return closed.value.rcvd.reason
-
-
 @needs_qemu
-def test_technician_gets_the_vms_rfb_handshake_through_the_proxy_once(
-    tmp_path, monkeypatch, proxy, tech
-):
-    use_tcg(monkeypatch)
-    appliance, server, store = bootable_appliance(tmp_path)
-    point = RecoveryPoint.objects.get(server=server)
-    record = start_vm(store, point.agent_id, net="none", memory_mib=64)
-    try:
-        vm = VirtualMachineFactory(
-            server=server, point=point, state="running", agent_id=record["id"]
-        )
-        response = tech.post(reverse("vm_console_token", args=[vm.pk]))
-        answer = json.loads(response.content)
-        assert answer["url"] == proxy  # the token is not in the URL
-        token = answer["protocols"][1].removeprefix(console_access.TOKEN_PREFIX)
-        with connect_console(proxy, token) as ws:
-            assert ws.subprotocol == "bdr-console"  # the token is not echoed back
-            received = Received(ws)
-            assert received.read(12) == b"RFB 003.008\n"  # qemu's VNC server, relayed
-            ws.send(b"RFB 003.008\n")
-            count = received.read(1)[0]
-            assert count >= 1 and 1 in received.read(count)  # security type None offered
-        assert refusal(proxy, token) == "console token already used"
-        events = AuditEvent.objects.filter(action="vm.console_open")
-        assert [(e.actor_id, e.detail) for e in events] == [(tech.user.pk, {"vm": vm.pk})]
-        assert token not in str(ConsoleToken.objects.values_list())  # only its digest is kept
-    finally:
-        agent_vm.stop_vm(store, record["id"], force=True, wait=10)
+def test_technician_gets_the_vms_rfb_handshake_through_the_proxy_once(live_vm, proxy, tech):
+    response = tech.post(reverse("vm_console_token", args=[live_vm.pk]))
+    answer = json.loads(response.content)
+    assert answer["url"] == proxy  # the token is not in the URL
+    token = answer["protocols"][1].removeprefix(console_access.TOKEN_PREFIX)
+    with connect_console(proxy, token) as ws:
+        assert ws.subprotocol == "bdr-console"  # the token is not echoed back
+        received = Received(ws)
+        assert received.read(12) == b"RFB 003.008\n"  # qemu's VNC server, relayed
+        ws.send(b"RFB 003.008\n")
+        count = received.read(1)[0]
+        assert count >= 1 and 1 in received.read(count)  # security type None offered
+    assert refusal(proxy, token) == "console token already used"
+    events = AuditEvent.objects.filter(action="vm.console_open")
+    assert [(e.actor_id, e.detail) for e in events] == [(tech.user.pk, {"vm": live_vm.pk})]
+    assert token not in str(ConsoleToken.objects.values_list())  # only its digest is kept
 
 
 @needs_qemu

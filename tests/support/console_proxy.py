@@ -5,6 +5,7 @@ page's noVNC does (the portal's Origin, the token as a subprotocol)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -13,6 +14,9 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+from django.urls import reverse
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from restores.console_access import PROTOCOL, TOKEN_PREFIX
@@ -84,3 +88,33 @@ def connect_console(
     """Open the console websocket as the VM page does (``token=None``: no token offered)."""
     protocols = [PROTOCOL] + ([TOKEN_PREFIX + token] if token is not None else [])
     return connect(url, origin=origin, subprotocols=protocols, open_timeout=10)
+
+
+def console_token(client, vm) -> str:
+    """Ask the VM page's token view, as the page does; the token noVNC will offer."""
+    response = client.post(reverse("vm_console_token", args=[vm.pk]))
+    assert response.status_code == 200, response.content
+    first, second = json.loads(response.content)["protocols"]
+    assert first == PROTOCOL and second.startswith(TOKEN_PREFIX)
+    return second.removeprefix(TOKEN_PREFIX)
+
+
+class Received:
+    """The bytes of a websocket's binary messages as one stream (RFB ignores message edges)."""
+
+    def __init__(self, ws):
+        self.ws, self.buffer = ws, b""
+
+    def read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            self.buffer += self.ws.recv(timeout=20)
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
+
+
+def refusal(url: str, token: str | None, origin: str = PORTAL_ORIGIN) -> str:
+    """The reason the proxy gave for closing (code 1008), having sent nothing else."""
+    with connect_console(url, token, origin=origin) as ws, pytest.raises(ConnectionClosed) as c:
+        ws.recv(timeout=10)
+    assert c.value.rcvd.code == 1008
+    return c.value.rcvd.reason
