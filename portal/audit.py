@@ -46,8 +46,10 @@ def record(
     request=None,
     customer: Customer | None = None,
     detail: dict | None = None,
+    address: str | None = None,
 ) -> AuditEvent:
-    """Write one audit event: ``actor`` did ``action`` to ``obj``."""
+    """Write one audit event: ``actor`` did ``action`` to ``obj``. ``address`` is the
+    caller's IP where there is no Django request (the console proxy)."""
     return AuditEvent.objects.create(
         **_actor(actor),
         customer=customer or _customer_of(obj),
@@ -55,7 +57,7 @@ def record(
         object_type=obj._meta.label if obj is not None else "",
         object_id=str(obj.pk) if obj is not None else "",
         object_repr=str(obj)[:200] if obj is not None else "",
-        ip_address=client_ip(request),
+        ip_address=address or client_ip(request),
         detail=detail or {},
     )
 

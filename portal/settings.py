@@ -246,6 +246,11 @@ BDR_ALLOW_LOCAL_TRANSPORT = env.bool("BDR_ALLOW_LOCAL_TRANSPORT", default=not PR
 # "/console/" means this host, ws or wss as the page), and how long its one-time token lives.
 BDR_CONSOLE_PROXY_URL = env.str("BDR_CONSOLE_PROXY_URL", default="ws://127.0.0.1:6080/")
 BDR_CONSOLE_TOKEN_SECONDS = env.int("BDR_CONSOLE_TOKEN_SECONDS", default=60)
+# The VM console's limits (issue 14, item 7): the proxy closes a console at this age, and
+# checks every BDR_CONSOLE_CHECK_SECONDS that its user is still active, signed in and
+# allowed to see the VM, cutting it otherwise.
+BDR_CONSOLE_MAX_SECONDS = env.float("BDR_CONSOLE_MAX_SECONDS", default=8 * 3600.0)
+BDR_CONSOLE_CHECK_SECONDS = env.float("BDR_CONSOLE_CHECK_SECONDS", default=5.0)
 
 CELERY_BEAT_SCHEDULE["poll-appliances"] = {
     "task": "appliances.tasks.poll_all_appliances",

@@ -1,9 +1,13 @@
 """The websocket end of the VM console: ``manage.py console_proxy`` serves this.
 
-Each websocket carries one console: ``ws(s)://<proxy>/?token=<one-time token>``. The token is
-checked and used up (restores/console.py), the appliance's rpc is opened and switched to the
-VM's VNC relay, and binary frames go both ways until either side closes. Blocking work (the
-ORM, paramiko) runs in threads; the event loop only moves frames.
+Each websocket carries one console. The handshake is refused (HTTP 403, audited) unless its
+Origin is the portal's own; the one-time token arrives as a subprotocol
+(``bdr-token.<token>``, restores/console_access.py) and is used up; the appliance's rpc is
+opened and switched to the VM's VNC relay, and binary frames go both ways until either side
+closes, the console reaches ``BDR_CONSOLE_MAX_SECONDS``, or a check every
+``BDR_CONSOLE_CHECK_SECONDS`` finds the user deactivated, signed out or without access
+(then it is cut and audited). Blocking work (the ORM, paramiko) runs in threads; the event
+loop only moves frames.
 """
 
 from __future__ import annotations
@@ -11,14 +15,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
-from urllib.parse import parse_qs, urlsplit
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
 
 from django import db
+from django.conf import settings
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHeader
+from websockets.headers import parse_subprotocol
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
-from restores import console
+from portal import audit
+from restores import console, console_access
+from restores.console_access import ConsoleGrant, ConsoleRefused
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +57,13 @@ POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 
 
-def _in_thread_with_db(func: Callable, *args):
+def _in_thread_with_db(func: Callable, *args, **kwargs):
     """Run ``func`` in a worker thread that closes its database connection when done, so a
     long-running proxy keeps no stale connections."""
 
     def run():
         try:
-            return func(*args)
+            return func(*args, **kwargs)
         finally:
             db.connections.close_all()  # this thread's connections only
 
@@ -62,33 +75,110 @@ def _peer(ws: ServerConnection) -> str:
     return str(address[0]) if address else "?"
 
 
+@dataclass(frozen=True)
+class Ending:
+    """How a console ended; ``cut`` when the proxy closed it because access ended."""
+
+    reason: str
+    cut: bool = False
+
+
+def _audit(action: str, reason: str, peer: str, user=None, vm=None, **detail) -> None:
+    detail = {"reason": reason, **detail, **({"vm": vm.pk} if vm is not None else {})}
+    server = vm.server if vm is not None else None
+    audit.record(user, action, server, detail=detail, address=peer)
+
+
+async def check_origin(ws: ServerConnection, request: Request) -> Response | None:
+    """Refuse the handshake (HTTP 403) unless the Origin is the portal's own: a page of
+    another site cannot open a console, whatever token it holds."""
+    origins = request.headers.get_all("Origin")
+    reason = console_access.origin_refusal(origins)
+    if reason is None:
+        return None
+    peer = _peer(ws)
+    log.warning("console refused for %s: %s", peer, reason)
+    origin = origins[0][:200] if origins else ""
+    await _in_thread_with_db(_audit, "vm.console_refused", reason, peer, origin=origin)
+    return ws.respond(HTTPStatus.FORBIDDEN, f"Console refused: {reason}.\n")
+
+
+def select_protocol(ws: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    """Answer with ``bdr-console``, never with the protocol that carries the token."""
+    return Subprotocol(console_access.PROTOCOL) if console_access.PROTOCOL in offered else None
+
+
+def _offered_protocols(ws: ServerConnection) -> list[str]:
+    try:
+        values = ws.request.headers.get_all("Sec-WebSocket-Protocol") if ws.request else []
+        return [p for value in values for p in parse_subprotocol(value)]
+    except InvalidHeader:
+        return []
+
+
 async def handle(ws: ServerConnection) -> None:
     """One browser's console, from token to the end of the relay."""
-    query = parse_qs(urlsplit(ws.request.path).query)
-    token = (query.get("token") or [""])[0]
+    peer = _peer(ws)
+    token = console_access.token_from_protocols(_offered_protocols(ws))
     try:
-        user, vm = await _in_thread_with_db(console.redeem_token, token)
-    except console.ConsoleRefused as exc:
-        log.warning("console refused for %s: %s", _peer(ws), exc)
+        grant = await _in_thread_with_db(console_access.redeem_token, token)
+    except ConsoleRefused as exc:
+        log.warning("console refused for %s: %s", peer, exc)
+        await _in_thread_with_db(_audit, "vm.console_refused", str(exc), peer, exc.user, exc.vm)
         await ws.close(POLICY_VIOLATION, str(exc)[:120])
         return
+    user, vm = grant.user, grant.vm
     try:
         session = await _in_thread_with_db(console.open_console, vm)
-    except console.ConsoleRefused as exc:
+    except ConsoleRefused as exc:
         log.warning("console of VM %s for %s failed: %s", vm.pk, user.get_username(), exc)
         await ws.close(INTERNAL_ERROR, str(exc)[:120])
         return
-    log.info("console of VM %s opened by %s from %s", vm.pk, user.get_username(), _peer(ws))
+    log.info("console of VM %s opened by %s from %s", vm.pk, user.get_username(), peer)
     try:
-        reason = await relay(ws, session)
+        ending = await relay(ws, session, watch(grant, time.monotonic()))
     finally:
         await asyncio.to_thread(session.close)
-    log.info("console of VM %s closed (%s)", vm.pk, reason)
-    await ws.close(1000, reason[:120])
+    if ending.cut:
+        log.warning("console of VM %s of %s cut: %s", vm.pk, user.get_username(), ending.reason)
+        await _in_thread_with_db(_audit, "vm.console_cut", ending.reason, peer, user, vm)
+        await ws.close(POLICY_VIOLATION, ending.reason[:120])
+        return
+    log.info("console of VM %s closed (%s)", vm.pk, ending.reason)
+    await ws.close(1000, ending.reason[:120])
 
 
-async def relay(ws: ServerConnection, session: console.ConsoleSession) -> str:
-    """Move bytes both ways until one side ends; returns which side ended and how."""
+def _length(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
+
+
+async def watch(grant: ConsoleGrant, opened: float) -> Ending:
+    """Return (ending the console) at its maximum length, or as soon as a check every
+    ``BDR_CONSOLE_CHECK_SECONDS`` finds the user's access gone. Fails closed: a check that
+    cannot run (database down) ends the console too."""
+    limit = float(settings.BDR_CONSOLE_MAX_SECONDS)
+    every = float(settings.BDR_CONSOLE_CHECK_SECONDS)
+    while True:
+        left = opened + limit - time.monotonic()
+        if left <= 0:
+            return Ending(f"the console reached its maximum length ({_length(limit)})", cut=True)
+        await asyncio.sleep(min(every, left))
+        if time.monotonic() >= opened + limit:
+            continue
+        try:
+            reason = await _in_thread_with_db(
+                console_access.still_allowed, grant.user.pk, grant.vm.pk, grant.session_key
+            )
+        except db.Error as exc:
+            reason = f"the user's access could not be checked: {exc}".splitlines()[0]
+        if reason is not None:
+            return Ending(reason, cut=True)
+
+
+async def relay(
+    ws: ServerConnection, session: console.ConsoleSession, watcher: Coroutine[Any, Any, Ending]
+) -> Ending:
+    """Move bytes both ways until one side ends or ``watcher`` cuts the console."""
     loop = asyncio.get_running_loop()
     from_vm: asyncio.Queue[bytes] = asyncio.Queue()
 
@@ -103,18 +193,18 @@ async def relay(ws: ServerConnection, session: console.ConsoleSession) -> str:
 
     threading.Thread(target=read_vm, name="console-reader", daemon=True).start()
 
-    async def vm_to_browser() -> str:
+    async def vm_to_browser() -> Ending:
         while data := await from_vm.get():
             await ws.send(data)
-        return "the VM's console ended"
+        return Ending("the VM's console ended")
 
-    async def browser_to_vm() -> str:
+    async def browser_to_vm() -> Ending:
         async for message in ws:
             data = message.encode() if isinstance(message, str) else message
             await asyncio.to_thread(session.write, data)
-        return "the browser closed the console"
+        return Ending("the browser closed the console")
 
-    tasks = [asyncio.create_task(vm_to_browser()), asyncio.create_task(browser_to_vm())]
+    tasks = [asyncio.create_task(c) for c in (vm_to_browser(), browser_to_vm(), watcher)]
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
@@ -122,9 +212,9 @@ async def relay(ws: ServerConnection, session: console.ConsoleSession) -> str:
     try:
         return done.pop().result()
     except ConnectionClosed:
-        return "the browser went away"
+        return Ending("the browser went away")
     except OSError as exc:
-        return f"the appliance connection broke: {exc}"
+        return Ending(f"the appliance connection broke: {exc}")
 
 
 async def serve_consoles(
@@ -138,7 +228,14 @@ async def serve_consoles(
     the port actually bound (useful with port 0)."""
     # RFB has its own compression (tight, zrle); deflating it again costs CPU for nothing.
     async with serve(
-        handle, host, port, compression=None, max_size=1 << 20, logger=ws_log
+        handle,
+        host,
+        port,
+        compression=None,
+        max_size=1 << 20,
+        logger=ws_log,
+        process_request=check_origin,
+        select_subprotocol=select_protocol,
     ) as server:
         bound = server.sockets[0].getsockname()[1] if server.sockets else port
         if started is not None:

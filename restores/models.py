@@ -143,6 +143,32 @@ class RestoreGrant(models.Model):
         return f"{self.user} may restore from {self.server}"
 
 
+class ConsoleToken(models.Model):
+    """A one-time VM console token, shared by every console proxy process.
+
+    Issued by the VM page's token view (``restores.console_access.issue_token``); the first
+    proxy that presents it uses it up with one ``UPDATE … WHERE used_at IS NULL``, so a copy
+    presented to any other process, or again, is refused. Only the SHA-256 of the token is
+    kept. ``session_key`` is the Django session that asked: the proxy closes the console when
+    that session ends (sign-out) or stops being this user's.
+    """
+
+    digest = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    vm = models.ForeignKey(VirtualMachine, on_delete=models.CASCADE, related_name="+")
+    session_key = models.CharField(max_length=40)
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    tenant_path = "vm__server__appliance__customer"
+    server_path = "vm__server"
+    objects = TenantManager()
+
+    def __str__(self) -> str:
+        return f"console token of {self.user} for VM {self.vm_id}"
+
+
 class SessionKind(models.TextChoices):
     DOWNLOAD = "download", "downloads"
     BROWSE = "browse", "folder and search pages"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -13,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from portal.access import msp_required
 from portal.tenancy import get_for_user
-from restores import console, virtualization
+from restores import console_access, virtualization
 from restores.models import RecoveryPoint, VirtualMachine, VmNetwork
 
 
@@ -71,15 +69,22 @@ def vm_screen(request, vm_pk: int):
 @msp_required
 @require_POST
 def vm_console_token(request, vm_pk: int):
-    """Where noVNC connects for this VM's console, with a one-time token (POST: it is audited)."""
+    """Where noVNC connects for this VM's console and the websocket subprotocols that carry
+    its one-time token (POST: it is audited). The token travels in the
+    Sec-WebSocket-Protocol header, never in the URL."""
     vm = get_for_user(VirtualMachine, request.user, pk=vm_pk)
     try:
-        token = console.issue_token(vm, actor=request.user, request=request)
+        token = console_access.issue_token(vm, actor=request.user, request=request)
     except ValidationError as exc:
         return JsonResponse({"error": " ".join(exc.messages)}, status=409)
-    base = settings.BDR_CONSOLE_PROXY_URL
-    url = f"{base}{'&' if '?' in base else '?'}{urlencode({'token': token})}"
-    return JsonResponse({"url": url, "expires_in": console.token_seconds()})
+    protocols = [console_access.PROTOCOL, console_access.TOKEN_PREFIX + token]
+    return JsonResponse(
+        {
+            "url": settings.BDR_CONSOLE_PROXY_URL,
+            "protocols": protocols,
+            "expires_in": console_access.token_seconds(),
+        }
+    )
 
 
 @msp_required

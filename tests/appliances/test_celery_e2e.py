@@ -6,7 +6,6 @@ import sys
 import time
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 
 from appliances.models import Job
@@ -14,15 +13,10 @@ from portal.celery import app as celery_app
 from portal.models import Role
 from restores.models import RecoveryPoint
 from tests.factories import UserFactory
+from tests.support.database import child_database_url
 from tests.support.signin import force_login_verified
 
 BROKER = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 def _use_broker(**conf):
@@ -38,7 +32,7 @@ def celery_worker(settings):
     _use_broker(task_always_eager=False, broker_url=BROKER)
     with celery_app.connection_for_write() as conn:
         conn.default_channel.queue_purge("celery")
-    env = {**os.environ, "DATABASE_URL": _database_url(), "CELERY_BROKER_URL": BROKER}
+    env = {**os.environ, "DATABASE_URL": child_database_url(), "CELERY_BROKER_URL": BROKER}
     worker = subprocess.Popen(
         [
             sys.executable,

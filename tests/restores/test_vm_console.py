@@ -1,107 +1,48 @@
 """The VM console's path: token view -> console_proxy (websocket) -> appliance rpc vm.console ->
-qemu's VNC socket, with a real VM (TCG) on the local transport, and every refused token."""
+qemu's VNC socket, with a real VM (TCG) on the local transport, and every refused token.
+(The Origin check, replays across processes and cutting open consoles:
+test_console_security.py.)"""
 
 from __future__ import annotations
 
 import json
-import time
+from datetime import timedelta
 
 import pytest
-from django.core import signing
+from django.db.models import F
 from django.urls import reverse
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 from agent.service.vms import start_vm
 from agent.vm import machines as agent_vm
 from portal.models import AuditEvent, Role
-from restores import console
-from restores.models import RecoveryPoint
+from restores import console_access
+from restores.models import ConsoleToken, RecoveryPoint
 from tests.factories import UserFactory, VirtualMachineFactory
 from tests.support.bootable import bootable_appliance, needs_qemu, use_tcg
-from tests.support.console_proxy import running_console_proxy
+from tests.support.console_proxy import Received, connect_console, console_token, refusal
 from tests.support.signin import force_login_verified
 
 # The proxy checks tokens in its own threads and connections: the data must be committed.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def proxy(settings):
-    with running_console_proxy() as url:
-        settings.BDR_CONSOLE_PROXY_URL = url
-        yield url
-
-
-@pytest.fixture
-def tech(client):
-    user = UserFactory(role=Role.TECHNICIAN)
-    force_login_verified(client, user)
-    client.user = user
-    return client
-
-
-def console_url(client, vm) -> str:
-    response = client.post(reverse("vm_console_token", args=[vm.pk]))
-    assert response.status_code == 200, response.content
-    return json.loads(response.content)["url"]
-
-
-class Received:
-    """The bytes of a websocket's binary messages as one stream (RFB ignores message edges)."""
-
-    def __init__(self, ws):
-        self.ws, self.buffer = ws, b""
-
-    def read(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            self.buffer += self.ws.recv(timeout=20)
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data
-
-
-def refusal(url: str) -> str:
-    """The reason the proxy gave for closing, having sent nothing else."""
-    with connect(url, open_timeout=10) as ws, pytest.raises(ConnectionClosed) as closed:
-        ws.recv(timeout=10)
-    assert closed.value.rcvd.code == 1008
-    return closed.value.rcvd.reason
-
-
-def token_for(user_pk: int, vm_pk: int, *, age: int = 0) -> str:
-    class Backdated(signing.TimestampSigner):
-        def timestamp(self):
-            return signing.b62_encode(int(time.time()) - age)
-
-    payload = {"user": user_pk, "vm": vm_pk, "nonce": f"test-{time.monotonic_ns()}"}
-    return Backdated(salt=console.SALT).sign_object(payload, compress=False)
-
-
 @needs_qemu
-def test_technician_gets_the_vms_rfb_handshake_through_the_proxy_once(
-    tmp_path, monkeypatch, proxy, tech
-):
-    use_tcg(monkeypatch)
-    appliance, server, store = bootable_appliance(tmp_path)
-    point = RecoveryPoint.objects.get(server=server)
-    record = start_vm(store, point.agent_id, net="none", memory_mib=64)
-    try:
-        vm = VirtualMachineFactory(
-            server=server, point=point, state="running", agent_id=record["id"]
-        )
-        url = console_url(tech, vm)
-        assert url.startswith(proxy + "?token=")
-        with connect(url, open_timeout=10) as ws:
-            received = Received(ws)
-            assert received.read(12) == b"RFB 003.008\n"  # qemu's VNC server, relayed
-            ws.send(b"RFB 003.008\n")
-            count = received.read(1)[0]
-            assert count >= 1 and 1 in received.read(count)  # security type None offered
-        assert refusal(url) == "console token already used"
-        events = AuditEvent.objects.filter(action="vm.console_open")
-        assert [(e.actor_id, e.detail) for e in events] == [(tech.user.pk, {"vm": vm.pk})]
-    finally:
-        agent_vm.stop_vm(store, record["id"], force=True, wait=10)
+def test_technician_gets_the_vms_rfb_handshake_through_the_proxy_once(live_vm, proxy, tech):
+    response = tech.post(reverse("vm_console_token", args=[live_vm.pk]))
+    answer = json.loads(response.content)
+    assert answer["url"] == proxy  # the token is not in the URL
+    token = answer["protocols"][1].removeprefix(console_access.TOKEN_PREFIX)
+    with connect_console(proxy, token) as ws:
+        assert ws.subprotocol == "bdr-console"  # the token is not echoed back
+        received = Received(ws)
+        assert received.read(12) == b"RFB 003.008\n"  # qemu's VNC server, relayed
+        ws.send(b"RFB 003.008\n")
+        count = received.read(1)[0]
+        assert count >= 1 and 1 in received.read(count)  # security type None offered
+    assert refusal(proxy, token) == "console token already used"
+    events = AuditEvent.objects.filter(action="vm.console_open")
+    assert [(e.actor_id, e.detail) for e in events] == [(tech.user.pk, {"vm": live_vm.pk})]
+    assert token not in str(ConsoleToken.objects.values_list())  # only its digest is kept
 
 
 @needs_qemu
@@ -125,7 +66,7 @@ def test_the_console_travels_over_the_appliances_restricted_ssh_key(
         vm = VirtualMachineFactory(
             server=server, point=point, state="running", agent_id=record["id"]
         )
-        with connect(console_url(tech, vm), open_timeout=10) as ws:
+        with connect_console(proxy, console_token(tech, vm)) as ws:
             received = Received(ws)
             assert received.read(12) == b"RFB 003.008\n"
             ws.send(b"RFB 003.008\n")
@@ -136,41 +77,63 @@ def test_the_console_travels_over_the_appliances_restricted_ssh_key(
         sshd.stop()
 
 
-def test_an_expired_token_is_refused(proxy):
+def test_an_expired_token_is_refused(proxy, tech):
     vm = VirtualMachineFactory(state="running")
-    user = UserFactory(role=Role.TECHNICIAN)
-    url = f"{proxy}?token={token_for(user.pk, vm.pk, age=61)}"
-    assert refusal(url) == "console token expired; open the console again"
+    token = console_token(tech, vm)
+    # As if the 60 s had passed: the token was issued 61 s ago.
+    back = timedelta(seconds=61)
+    ConsoleToken.objects.update(issued_at=F("issued_at") - back, expires_at=F("expires_at") - back)
+    assert refusal(proxy, token) == "console token expired; open the console again"
 
 
-def test_a_forged_or_missing_token_is_refused_with_one_log_line_each(proxy, caplog):
+def test_a_forged_or_missing_token_is_refused_with_one_log_line_each(proxy, tech, caplog):
     vm = VirtualMachineFactory(state="running")
-    user = UserFactory(role=Role.TECHNICIAN)
-    good = token_for(user.pk, vm.pk)
-    forged = signing.dumps({"user": user.pk, "vm": vm.pk, "nonce": "x"}, salt="another-salt")
-    assert refusal(f"{proxy}?token={forged}") == "invalid console token"
-    assert refusal(f"{proxy}?token={good[:-2]}xx") == "invalid console token"
-    assert refusal(proxy) == "invalid console token"
+    good = console_token(tech, vm)
+    assert refusal(proxy, good[:-2] + ("xx" if good[-2:] != "xx" else "yy")) == (
+        "invalid console token"
+    )
+    assert refusal(proxy, "x" * 43) == "invalid console token"
+    assert refusal(proxy, None) == "invalid console token"
+    # The token where it used to be, in the URL, is not read.
+    assert refusal(f"{proxy}?token={good}", None) == "invalid console token"
     lines = [r for r in caplog.records if r.name.startswith("restores.console_proxy")]
     assert [r.getMessage() for r in lines] == [
         "console refused for 127.0.0.1: invalid console token"
-    ] * 3
+    ] * 4
     assert not any(r.exc_info for r in caplog.records)
+    refused = AuditEvent.objects.filter(action="vm.console_refused")
+    assert [(e.detail["reason"], e.ip_address) for e in refused] == [
+        ("invalid console token", "127.0.0.1")
+    ] * 4
+    assert ConsoleToken.objects.get().used_at is None  # the good token is still unused
 
 
-def test_a_token_naming_a_customer_user_is_refused(proxy):
+def test_a_technician_made_a_customer_admin_after_getting_the_token_is_refused(proxy, tech):
     vm = VirtualMachineFactory(state="running")
-    customer_user = UserFactory(role=Role.CUSTOMER_ADMIN, customer=vm.server.appliance.customer)
-    url = f"{proxy}?token={token_for(customer_user.pk, vm.pk)}"
-    assert refusal(url) == "this user may not open VM consoles"
+    token = console_token(tech, vm)
+    tech.user.role, tech.user.customer = Role.CUSTOMER_ADMIN, vm.server.appliance.customer
+    tech.user.save(update_fields=["role", "customer"])
+    assert refusal(proxy, token) == "this user may not open VM consoles"
 
 
 def test_a_technician_deactivated_after_getting_the_token_is_refused(proxy, tech):
     vm = VirtualMachineFactory(state="running")
-    url = console_url(tech, vm)
+    token = console_token(tech, vm)
     tech.user.is_active = False
     tech.user.save(update_fields=["is_active"])
-    assert refusal(url) == "this user may not open VM consoles"
+    assert refusal(proxy, token) == "the user was deactivated"
+    event = AuditEvent.objects.get(action="vm.console_refused")
+    assert (event.actor_id, event.detail) == (
+        tech.user.pk,
+        {"reason": "the user was deactivated", "vm": vm.pk},
+    )
+
+
+def test_a_token_presented_after_signing_out_is_refused(proxy, tech):
+    vm = VirtualMachineFactory(state="running")
+    token = console_token(tech, vm)
+    tech.post(reverse("logout"))
+    assert refusal(proxy, token) == "the user signed out"
 
 
 @pytest.mark.parametrize("role", [Role.CUSTOMER_ADMIN, Role.CUSTOMER_USER])

@@ -23,7 +23,8 @@ from restores import services
 from restores.models import SessionKind, SessionSlot
 from restores.session_limits import LimitReached, acquire, release
 from tests import factories as f
-from tests.support.manage import ROOT, database_url, environment
+from tests.support.database import child_database_url
+from tests.support.manage import ROOT, environment
 from tests.support.signin import force_login_verified
 from tests.support.tenants import BIG, make_tenant
 
@@ -137,7 +138,7 @@ def test_a_killed_workers_slots_lapse_and_a_live_ones_do_not(limits_store, setti
     settings.BDR_SESSION_SLOT_SECONDS = 3
     acme = make_tenant(limits_store, "Acme", users=1)
     ann = acme.users[0]
-    env = environment(DATABASE_URL=database_url(), BDR_SESSION_SLOT_SECONDS="3",
+    env = environment(DATABASE_URL=child_database_url(), BDR_SESSION_SLOT_SECONDS="3",
                       DJANGO_SETTINGS_MODULE="portal.settings")  # fmt: skip
     worker = subprocess.Popen([sys.executable, "-c", HOLDER, str(ann.pk), str(acme.customer.pk)],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)  # fmt: skip

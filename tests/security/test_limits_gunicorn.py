@@ -18,7 +18,8 @@ from django.urls import reverse
 
 from restores import services
 from restores.models import SessionSlot
-from tests.support.manage import ROOT, database_url, environment
+from tests.support.database import child_database_url
+from tests.support.manage import ROOT, environment
 from tests.support.sshd import free_port
 from tests.support.tenants import BIG, make_tenant
 
@@ -86,7 +87,7 @@ def gunicorn(tmp_path):
     port = free_port()
     args = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "python:portal.gunicorn_conf",
             "-b", f"127.0.0.1:{port}", "-w", "2", "--threads", "4", "portal.wsgi"]  # fmt: skip
-    env = environment(DATABASE_URL=database_url(), BDR_DOWNLOADS_PER_USER="2",
+    env = environment(DATABASE_URL=child_database_url(), BDR_DOWNLOADS_PER_USER="2",
                       BDR_DOWNLOADS_PER_CUSTOMER="4")  # fmt: skip
     with open(tmp_path / "gunicorn.log", "w") as log:
         server = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

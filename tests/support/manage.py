@@ -44,16 +44,3 @@ def manage(*args: str, timeout: float = 120, **env: str) -> subprocess.Completed
         text=True,
         timeout=timeout,
     )
-
-
-def database_url() -> str:
-    """DATABASE_URL of the database this test process uses (the test database), for a server
-    or a worker the test starts, so it sees what the test committed."""
-    from django.db import connection
-
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return (
-        f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-        f"/{db['NAME']}"
-    )

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('portal', '0002_customer_require_mfa'),
-        ('restores', '0004_restore_grants'),
+        ('restores', '0005_console_tokens'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
