@@ -27,7 +27,7 @@ def _where(index: PointIndex, i: int) -> str:
     return f"{index.point_id}: chunk {index.ids[i].hex()} at offset {i * index.chunk_size}"
 
 
-def read_chunk(store: Store, index: PointIndex, i: int) -> bytes:
+def read_chunk(store: Store, index: PointIndex, i: int) -> bytes | bytearray:
     """Plaintext of chunk ``i`` of ``index``; DamageFound names the chunk and offset."""
     n = index.chunk_len(i)
     if index.ids[i] == ZERO_ID:
@@ -69,15 +69,15 @@ class PointReader:
         self.size = self.index.size
         self.chunk_size = self.index.chunk_size
         self.cache_chunks = max(1, cache_chunks)
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cache: OrderedDict[int, bytes | bytearray] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
     def point_id(self) -> str:
         return self.record.id
 
-    def chunk(self, i: int) -> bytes:
-        """Plaintext of chunk ``i`` (cached)."""
+    def chunk(self, i: int) -> bytes | bytearray:
+        """Plaintext of chunk ``i`` (cached; never modify it)."""
         with self._lock:
             data = self._cache.get(i)
             if data is not None:

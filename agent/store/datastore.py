@@ -176,8 +176,8 @@ class Store:
         else:
             self.codec.decode_into(blob, chunk_id, length, out)
 
-    def decode_chunk(self, chunk_id: bytes, length: int) -> bytes:
-        """``decode_chunk_into`` a new bytes object."""
+    def decode_chunk(self, chunk_id: bytes, length: int) -> bytes | bytearray:
+        """``decode_chunk_into`` a new buffer."""
         blob = self.load_blob(chunk_id)
         if is_framed(blob):
             return self.frames.decode(blob, chunk_id, length, self.load_base)

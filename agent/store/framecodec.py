@@ -243,8 +243,8 @@ class FrameCodec(ZstdContexts):
             raise DamageFound(f"{what}: block {j} holds {len(frame)} bytes, expected {n}")
         out[a : a + n] = frame
 
-    def decode(self, blob, chunk_id: bytes, expected_len: int, load_base) -> bytes:
-        """``decode_into`` a new bytes object."""
+    def decode(self, blob, chunk_id: bytes, expected_len: int, load_base) -> bytearray:
+        """``decode_into`` a new buffer (a bytearray: no copy into a bytes object)."""
         buf = bytearray(expected_len)
         self.decode_into(blob, chunk_id, expected_len, memoryview(buf), load_base)
-        return bytes(buf)
+        return buf
