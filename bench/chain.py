@@ -67,9 +67,13 @@ def build_volume(work: Path, size_mib: int) -> tuple[Path, list[int]]:
          f"{size_mib}M"], check=True,
     )  # fmt: skip
     shutil.rmtree(tree)
+    return image, _file_blocks(image)
+
+
+def _file_blocks(image: Path) -> list[int]:
     out = subprocess.run(["debugfs", "-R", "blocks /big.bin", str(image)],
                          check=True, capture_output=True, text=True).stdout  # fmt: skip
-    return image, [int(b) for b in out.split()]
+    return [int(b) for b in out.split()]
 
 
 def mutate(image: Path, blocks: list[int], percent: float, rng: random.Random, mkvol) -> None:
@@ -151,13 +155,18 @@ def main() -> int:
     ap.add_argument("--agent-format", type=int, choices=(1, 2), default=2)
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--measure-only", action="store_true", help="reuse --workdir's chain")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bdr-chain-", dir="/var/tmp"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"work dir {work}", flush=True)
-    image, blocks = build_volume(work, args.size_mib)
     store = work / "store"
-    first_image = make_chain(args, work, store, image, blocks)
+    if args.measure_only:
+        image, first_image = work / "volume.img", work / "first.img"
+        blocks = _file_blocks(image)
+    else:
+        image, blocks = build_volume(work, args.size_mib)
+        first_image = make_chain(args, work, store, image, blocks)
     listed = points(store)
     first, newest = listed[1]["id"], listed[-1]["id"]
     big = len(blocks) * BLOCK
