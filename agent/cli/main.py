@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", required=True, help="32-byte key file (created 0600 if absent)")
     p.add_argument("--chunk-size", type=count, default=4 << 20, help="bytes (power of two)")
     p.add_argument("--gc-grace", type=count, default=6 * 3600, help="seconds (default 6 h)")
-    p.add_argument("--compression-level", type=int, default=1, help="zstd level (default 1)")
+    p.add_argument("--compression-level", type=int, help="zstd level (default 3; format 1: 1)")
     p.add_argument(
         "--format", type=int, choices=(1, 2), default=2,
         help="2: changed chunks stored as deltas of their changed blocks (default); 1: whole",

@@ -75,19 +75,19 @@ def test_deltas_are_cumulative_against_the_full_base(store, volume, tmp_path):
 
 
 def test_a_chunk_changed_past_the_rebase_threshold_is_stored_full(store, volume):
-    assert store.rebase_percent == 50
+    most = 64 * store.rebase_percent // 100  # blocks a delta may hold (22 of 64 at 35%)
     write_at(volume, AT, os.urandom(CHUNK))
     records = backups(
         store,
         volume,
         [
-            lambda: write_at(volume, AT, os.urandom(32 * BS)),  # 32 of 64 blocks: a delta
-            lambda: write_at(volume, AT + 40 * BS, os.urandom(10)),  # 33 blocks: full
+            lambda: write_at(volume, AT, os.urandom(most * BS)),  # a delta
+            lambda: write_at(volume, AT + 40 * BS, os.urandom(10)),  # one block more: full
             lambda: write_at(volume, AT + 50 * BS, os.urandom(10)),  # a delta of the new one
         ],
     )
     ids = [entry(store, r) for r in records]
-    assert ids[1][1] == ids[0][0]
+    assert ids[1][1] == ids[0][0] and len(header(store, ids[1][0]).replaced()) == most
     assert ids[2][1] == ZERO_ID and header(store, ids[2][0]).kind == FULL
     assert ids[3][1] == ids[2][0] and header(store, ids[3][0]).replaced() == {50}
 
