@@ -1,14 +1,16 @@
 """Backing up a volume into a new recovery point (base image or incremental).
 
-Per chunk, in a thread pool (hashing, GMAC, zstd and file I/O release the GIL) while the
-main thread reads ahead with a bounded number of chunks in flight:
+Per chunk, in a thread pool (pread, GMAC, zstd and file I/O release the GIL) with a bounded
+number of chunks in flight, each worker reading its own chunk:
 
 1. all zeros -> nothing stored;
-2. keyed id (GMAC speed, see keys.chunk_id); a chunk of the previous point (and not
-   recorded damaged) -> reuse, nothing else to do;
+2. keyed id (GMAC speed, see keys.chunk_id / keys.framed_id); a chunk of the previous
+   point (and not recorded damaged, nor its base) -> reuse, nothing else to do;
 3. already in the store -> touch it (gc's grace clock) and reuse;
-4. else compress, seal into the thread's aligned buffer, verify the round trip, stage
-   (temp file written with O_DIRECT where the filesystem allows, else writeback started).
+4. else (format 2) a delta of the chunk at the same offset in the previous point when few
+   of its blocks changed (deltas.DeltaPlanner), or full; compress, seal into the thread's
+   aligned buffer, verify the round trip, stage (temp file written with O_DIRECT where
+   the filesystem allows, else writeback started).
 
 Then: fsync and publish the staged chunks, write the index, and under the commit interlock
 check every referenced chunk still exists (storing again, from the source, any that
@@ -73,6 +75,11 @@ class _Backup:
         self.workers = workers
         self._zeros = bytes(self.cs)
 
+    def read_and_process(self, i: int, off: int, n: int) -> _ChunkResult:
+        # Each worker reads its own chunk: pread releases the GIL, so reading (the
+        # kernel's copy out of the page cache) runs on every core, not one thread's.
+        return self.process(i, self.source.read(off, n))
+
     def process(self, i: int, data: bytes) -> _ChunkResult:
         if data == self._zeros[: len(data)]:
             return _ZERO
@@ -114,10 +121,10 @@ class _Backup:
         staged = [r for r in results if r.staged is not None]
         with ThreadPoolExecutor(self.workers, thread_name_prefix="bdr-sync") as pool:
             list(pool.map(self.store.chunks.sync_staged, [r.staged for r in staged]))
-        for r in staged:
-            self._publish_one(r)
-        for fan_dir in {self.store.chunks.path(r.chunk_id).parent for r in staged}:
-            fsync_dir(fan_dir)
+            for r in staged:
+                self._publish_one(r)
+            fan_dirs = {self.store.chunks.path(r.chunk_id).parent for r in staged}
+            list(pool.map(fsync_dir, fan_dirs))
 
     def _publish_one(self, r: _ChunkResult) -> None:
         chunks, tmp = self.store.chunks, r.staged
@@ -156,8 +163,7 @@ class _Backup:
                         continue
                     while len(inflight) >= limit:
                         collect(*inflight.popleft())
-                    data = self.source.read(off, n)
-                    inflight.append((i, pool.submit(self.process, i, data)))
+                    inflight.append((i, pool.submit(self.read_and_process, i, off, n)))
                 while inflight:
                     collect(*inflight.popleft())
             except BaseException:
