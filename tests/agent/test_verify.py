@@ -10,7 +10,7 @@ from agent.errors import DamageFound
 from agent.restore.reader import restore_point
 from agent.store.backup import backup_volume
 from agent.store.verify import verify_points
-from tests.agent.conftest import digest, mutate_volume
+from tests.agent.conftest import digest, mutate_volume, rewrite_chunks
 
 T0 = datetime(2025, 4, 1, 10, 0, tzinfo=UTC)
 
@@ -108,8 +108,22 @@ def delta_and_base(store, record) -> tuple[bytes, bytes, int]:
     return index.ids[i], index.bases[i], i * index.chunk_size
 
 
-def test_a_damaged_base_names_every_point_whose_deltas_need_it(cli, store, two_points, volume):
-    records, want = two_points
+@pytest.fixture
+def delta_points(store, volume):
+    """Two points, the second holding a delta of one of the first's chunks."""
+    rewrite_chunks(volume, [5])
+    first = backup_volume(store, "srv1", volume, taken_at=T0)
+    want = {first.id: digest(volume)}
+    with open(volume, "r+b") as f:
+        f.seek(5 * store.chunk_size + 1000)
+        f.write(os.urandom(100))
+    second = backup_volume(store, "srv1", volume, taken_at=T0 + timedelta(minutes=15))
+    want[second.id] = digest(volume)
+    return [first, second], want
+
+
+def test_a_damaged_base_names_every_point_whose_deltas_need_it(cli, store, delta_points, volume):
+    records, want = delta_points
     delta, base, offset = delta_and_base(store, records[1])
     assert base in store.load_index(records[0]).ids  # the first point's chunk there
     flip_bit(store.chunks.path(base))
@@ -128,8 +142,8 @@ def test_a_damaged_base_names_every_point_whose_deltas_need_it(cli, store, two_p
     assert f"base chunk {base.hex()}" in run.stderr
 
 
-def test_the_next_backup_stores_a_delta_of_a_lost_base_full(store, two_points, volume, tmp_path):
-    records, want = two_points
+def test_the_next_backup_stores_a_delta_of_a_lost_base_full(store, delta_points, volume, tmp_path):
+    records, want = delta_points
     delta, base, offset = delta_and_base(store, records[1])
     delete(store.chunks.path(base))
     verify_points(store)
