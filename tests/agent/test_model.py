@@ -1,7 +1,7 @@
 """A model to compare with: the store's behaviour checked against a plain description of what
 it must hold, so that sequences nobody thought of are tried too.
 
-A Hypothesis state machine drives a real store on disk (format 2: 16 KiB chunks of 1 KiB
+A Hypothesis state machine drives a real store on disk (format 2: 16 KiB chunks of 512-byte
 blocks, stored full or as deltas of their changed blocks; gc grace 0) and a real volume
 file through writes (random data at 4 KiB-aligned runs and at any byte offset and length,
 straddling block and chunk boundaries; written zeros, punched holes, copies, resizes),
@@ -54,7 +54,7 @@ from tests.agent.conftest import REPO, write_volume
 pytestmark = pytest.mark.slow
 
 CS = 16 << 10  # chunk size: a 256-512 KiB volume is 16-32 chunks
-DELTA_BLOCK = 1 << 10  # the store's block: a chunk is 16 of them
+DELTA_BLOCK = 512  # the store's block: a chunk is 32 of them
 BLOCK = 4096  # the volume's block: aligned writes are runs of them
 SERVERS = ("srv1", "srv2")  # both back up the same volume: chunks shared across servers
 VOLUME = "disk0"
