@@ -128,3 +128,28 @@ def test_a_format_1_store_keeps_working(key_file, tmp_path):
     assert len(kept) == 2
     on_disk = {bytes.fromhex(p.name) for p in (store.root / "chunks").glob("*/*")}
     assert on_disk == {c for p in kept for c in store.point_blob_ids(p)}
+
+
+def test_a_base_that_vanishes_before_commit_is_healed_by_storing_the_chunk_full(
+    store, volume, tmp_path
+):
+    """verify quarantines (or someone deletes) the base a new delta needs while the
+    backup runs: the commit-time check stores that chunk full from the source."""
+    write_at(volume, AT, os.urandom(CHUNK))
+    first = backup_volume(store, "srv1", volume, taken_at=T0)
+    base, _ = entry(store, first)
+    write_at(volume, AT + 9 * BS, b"changed")
+    second = backup_volume(
+        store,
+        "srv1",
+        volume,
+        taken_at=T0 + timedelta(minutes=15),
+        before_commit=lambda: store.chunks.path(base).unlink(),
+    )
+    chunk_id, named = entry(store, second)
+    assert named == ZERO_ID and header(store, chunk_id).kind == FULL
+    assert base not in store.point_blob_ids(second.id)
+    restore_point(store, second.id, tmp_path / "out.img")
+    assert digest(tmp_path / "out.img") == digest(volume)
+    report = verify_points(store)
+    assert [p["id"] for p in report.damaged_points] == [first.id]  # it lost its chunk
