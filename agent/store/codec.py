@@ -193,6 +193,19 @@ class ChunkCodec(ZstdContexts):
             got = f"more than {expected_len}" if extra else str(done)
             raise DamageFound(f"{what}: {got} bytes, expected {expected_len}")
 
+    def authentic(self, blob: bytes, chunk_id: bytes) -> bool:
+        """Whether the blob's AES-GCM tag checks out for ``chunk_id`` (not decompressed)."""
+        parsed = _parse_bdr2(blob, chunk_id)
+        try:
+            if parsed is None:
+                self.key.open(blob, chunk_aad(chunk_id), f"chunk {chunk_id.hex()}")
+            else:
+                _, nonce, sealed, aad = parsed
+                self.key.open_raw(nonce, sealed, aad)
+        except (InvalidTag, DamageFound):
+            return False
+        return True
+
     def decode(self, blob: bytes, chunk_id: bytes, expected_len: int | None = None) -> bytes:
         """Authenticate, decrypt and decompress one chunk; DamageFound on any mismatch."""
         what = f"chunk {chunk_id.hex()}"

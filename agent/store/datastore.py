@@ -172,6 +172,14 @@ class Store:
         """A delta's base chunk file (BaseDamaged if missing or unreadable)."""
         return self.load_blob(chunk_id, base=True)
 
+    def blob_is_authentic(self, chunk_id: bytes, blob: bytes) -> bool:
+        """Whether ``blob`` is chunk ``chunk_id`` sealed under this store's key, of any
+        layout: every AES-GCM tag checks out (nothing decompressed, a delta's base not
+        needed). What a blob sent to or fetched from a vault can be checked with."""
+        if is_framed(blob):
+            return self.frames.authentic(blob, chunk_id)
+        return self.codec.authentic(blob, chunk_id)
+
     def decode_chunk_into(self, chunk_id: bytes, length: int, out: memoryview) -> None:
         """The plaintext of chunk ``chunk_id`` into ``out[:length]`` (a delta's base read
         too); DamageFound (or BaseDamaged) names what is wrong."""

@@ -196,6 +196,15 @@ class FrameCodec(ZstdContexts):
             raise DamageFound(f"{what}: authentication failed") from None
         return hdr, body
 
+    def authentic(self, blob, chunk_id: bytes) -> bool:
+        """Whether the blob's header and frames authenticate as ``chunk_id`` (nothing
+        decompressed; a delta's base is not needed)."""
+        try:
+            self.open(blob, chunk_id)
+        except DamageFound:
+            return False
+        return True
+
     def decode_into(
         self,
         blob,

@@ -58,20 +58,29 @@ def _check_chunk(store: Store, chunk_id: bytes, length: int, named: set[bytes]) 
     ``named``: the bases the points' indexes name for this chunk; a delta of another
     base is reported (gc keeps only named bases), to be stored full by the next backup.
     """
-    out = _Outcome(chunk_id)
     try:
         blob = store.chunks.get(chunk_id)
     except FileNotFoundError:
-        out.reason = "missing"
-        return out
+        return _Outcome(chunk_id, "missing")
     except OSError as exc:
-        out.reason = f"unreadable: {exc.strerror}"
-        return out
+        return _Outcome(chunk_id, f"unreadable: {exc.strerror}")
+    return _examine(store, chunk_id, blob, length, named)
+
+
+def check_blob(store: Store, chunk_id: bytes, blob: bytes) -> str | None:
+    """Why ``blob`` is not chunk ``chunk_id`` of ``store`` (None when it is): every
+    layout is authenticated, decoded (a delta with its base, read from the store) and
+    re-hashed to its id. What a copy fetched from a vault is checked with."""
+    return _examine(store, chunk_id, blob, None, None).reason
+
+
+def _examine(store, chunk_id: bytes, blob: bytes, length: int | None, named) -> _Outcome:
+    out = _Outcome(chunk_id)
     try:
         if is_framed(blob):
             hdr = open_header(store.key, blob, chunk_id)
             out.base = hdr.base if hdr.kind == DELTA else None
-            data = store.frames.decode(blob, chunk_id, length, store.load_base)
+            data = store.frames.decode(blob, chunk_id, length or hdr.length, store.load_base)
         else:
             data = store.codec.decode(blob, chunk_id, length)
     except BaseDamaged as exc:
@@ -82,7 +91,7 @@ def _check_chunk(store: Store, chunk_id: bytes, length: int, named: set[bytes]) 
         return out
     if store.identify(data)[0] != chunk_id:
         out.reason = "content does not hash to its id"
-    elif out.base is not None and out.base not in named:
+    elif out.base is not None and named is not None and out.base not in named:
         out.reason = f"a delta of base chunk {out.base.hex()}, which its points do not name"
         out.base_fault = True
     return out

@@ -31,7 +31,7 @@ def header(store, chunk_id):
 
 def entry(store, record, offset=AT) -> tuple[bytes, bytes]:
     index = store.load_index(record)
-    return index.ids[offset // CHUNK], index.bases[offset // CHUNK]
+    return index.ids[offset // CHUNK], index.base_of(offset // CHUNK)
 
 
 def backups(store, volume, changes, start=0):
@@ -153,3 +153,27 @@ def test_a_base_that_vanishes_before_commit_is_healed_by_storing_the_chunk_full(
     assert digest(tmp_path / "out.img") == digest(volume)
     report = verify_points(store)
     assert [p["id"] for p in report.damaged_points] == [first.id]  # it lost its chunk
+
+
+def test_blob_checks_for_copies_from_a_vault_know_both_formats(key_file, volume, tmp_path):
+    """What replication and repair check a blob with: authenticity alone (no base
+    needed), and the full check (decoded with its base, re-hashed)."""
+    from agent.store.verify import check_blob
+
+    for store_format in (1, 2):
+        store = init_store(tmp_path / f"s{store_format}", key_file, chunk_size=CHUNK,
+                           store_format=store_format)  # fmt: skip
+        write_at(volume, AT, os.urandom(CHUNK))
+        first = backup_volume(store, "srv1", volume, taken_at=T0)
+        write_at(volume, AT + 2 * BS, b"more")
+        second = backup_volume(store, "srv1", volume, taken_at=T0 + timedelta(minutes=15))
+        for record in (first, second):
+            chunk_id, _ = entry(store, record)
+            blob = store.chunks.get(chunk_id)
+            assert store.blob_is_authentic(chunk_id, blob)
+            assert check_blob(store, chunk_id, blob) is None
+            flipped = blob[:-30] + bytes([blob[-30] ^ 1]) + blob[-29:]
+            assert not store.blob_is_authentic(chunk_id, flipped)
+            assert "authentication failed" in check_blob(store, chunk_id, flipped)
+            other = entry(store, first if record is second else second)[0]
+            assert not store.blob_is_authentic(other, blob)
