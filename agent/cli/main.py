@@ -40,8 +40,15 @@ def cmd_init(args) -> int:
         chunk_size=args.chunk_size,
         gc_grace=args.gc_grace,
         compression_level=args.compression_level,
+        store_format=args.format,
+        block_size=args.block_size,
     )
-    out = {"store": str(store.root), "chunk_size": store.chunk_size, "key_file": args.key_file}
+    out = {
+        "store": str(store.root),
+        "format": store.format,
+        "chunk_size": store.chunk_size,
+        "key_file": args.key_file,
+    }
     print(json.dumps(out) if args.json else f"store ready at {store.root}")
     return EXIT_OK
 
@@ -189,7 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", required=True, help="32-byte key file (created 0600 if absent)")
     p.add_argument("--chunk-size", type=count, default=4 << 20, help="bytes (power of two)")
     p.add_argument("--gc-grace", type=count, default=6 * 3600, help="seconds (default 6 h)")
-    p.add_argument("--compression-level", type=int, default=1, help="zstd level (default 1)")
+    p.add_argument("--compression-level", type=int, help="zstd level (default 3; format 1: 1)")
+    p.add_argument(
+        "--format", type=int, choices=(1, 2), default=2,
+        help="2: changed chunks stored as deltas of their changed blocks (default); 1: whole",
+    )  # fmt: skip
+    p.add_argument("--block-size", type=count, help="bytes per block (default chunk size / 64)")
 
     p = sub.add_parser("backup", parents=[common], help="back up a volume")
     p.add_argument("server")

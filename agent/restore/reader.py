@@ -23,36 +23,34 @@ from agent.store.pointindex import ZERO_ID, PointIndex
 from agent.store.progress import Progress
 
 
-def _chunk_blob(store: Store, index: PointIndex, i: int) -> tuple[bytes, str]:
-    chunk_id = index.ids[i]
-    where = f"{index.point_id}: chunk {chunk_id.hex()} at offset {i * index.chunk_size}"
-    try:
-        return store.chunks.get(chunk_id), where
-    except FileNotFoundError:
-        raise DamageFound(f"{where} is missing") from None
-    except OSError as exc:
-        raise DamageFound(f"{where} is unreadable: {exc.strerror}") from None
+def _where(index: PointIndex, i: int) -> str:
+    return f"{index.point_id}: chunk {index.ids[i].hex()} at offset {i * index.chunk_size}"
 
 
-def read_chunk(store: Store, index: PointIndex, i: int) -> bytes:
+def read_chunk(store: Store, index: PointIndex, i: int) -> bytes | bytearray:
     """Plaintext of chunk ``i`` of ``index``; DamageFound names the chunk and offset."""
     n = index.chunk_len(i)
     if index.ids[i] == ZERO_ID:
         return bytes(n)
-    blob, where = _chunk_blob(store, index, i)
     try:
-        return store.codec.decode(blob, index.ids[i], n)
+        return store.decode_chunk(index.ids[i], n)
     except DamageFound as exc:
-        raise DamageFound(f"{where} is damaged ({exc})") from None
+        raise DamageFound(_damage(index, i, exc)) from None
 
 
 def read_chunk_into(store: Store, index: PointIndex, i: int, out: memoryview) -> None:
     """``read_chunk`` into ``out[:chunk_len(i)]`` (a data chunk, not a hole)."""
-    blob, where = _chunk_blob(store, index, i)
     try:
-        store.codec.decode_into(blob, index.ids[i], index.chunk_len(i), out)
+        store.decode_chunk_into(index.ids[i], index.chunk_len(i), out)
     except DamageFound as exc:
-        raise DamageFound(f"{where} is damaged ({exc})") from None
+        raise DamageFound(_damage(index, i, exc)) from None
+
+
+def _damage(index: PointIndex, i: int, exc: DamageFound) -> str:
+    reason = str(exc).removeprefix(f"chunk {index.ids[i].hex()}")
+    if reason.startswith(" is "):  # "is missing", "is unreadable: ..."
+        return f"{_where(index, i)}{reason}"
+    return f"{_where(index, i)} is damaged ({reason.removeprefix(': ')})"
 
 
 class PointReader:
@@ -71,15 +69,15 @@ class PointReader:
         self.size = self.index.size
         self.chunk_size = self.index.chunk_size
         self.cache_chunks = max(1, cache_chunks)
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cache: OrderedDict[int, bytes | bytearray] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
     def point_id(self) -> str:
         return self.record.id
 
-    def chunk(self, i: int) -> bytes:
-        """Plaintext of chunk ``i`` (cached)."""
+    def chunk(self, i: int) -> bytes | bytearray:
+        """Plaintext of chunk ``i`` (cached; never modify it)."""
         with self._lock:
             data = self._cache.get(i)
             if data is not None:

@@ -1,14 +1,16 @@
 """Backing up a volume into a new recovery point (base image or incremental).
 
-Per chunk, in a thread pool (hashing, GMAC, zstd and file I/O release the GIL) while the
-main thread reads ahead with a bounded number of chunks in flight:
+Per chunk, in a thread pool (pread, GMAC, zstd and file I/O release the GIL) with a bounded
+number of chunks in flight, each worker reading its own chunk:
 
 1. all zeros -> nothing stored;
-2. keyed id (GMAC speed, see keys.chunk_id); a chunk of the previous point (and not
-   recorded damaged) -> reuse, nothing else to do;
+2. keyed id (GMAC speed, see keys.chunk_id / keys.framed_id); a chunk of the previous
+   point (and not recorded damaged, nor its base) -> reuse, nothing else to do;
 3. already in the store -> touch it (gc's grace clock) and reuse;
-4. else compress, seal into the thread's aligned buffer, verify the round trip, stage
-   (temp file written with O_DIRECT where the filesystem allows, else writeback started).
+4. else (format 2) a delta of the chunk at the same offset in the previous point when few
+   of its blocks changed (deltas.DeltaPlanner), or full; compress, seal into the thread's
+   aligned buffer, verify the round trip, stage (temp file written with O_DIRECT where
+   the filesystem allows, else writeback started).
 
 Then: fsync and publish the staged chunks, write the index, and under the commit interlock
 check every referenced chunk still exists (storing again, from the source, any that
@@ -29,6 +31,7 @@ from agent.errors import AgentError, DamageFound, SourceChanged, UsageError
 from agent.store.catalog import PointRecord, index_digest
 from agent.store.chunkstore import fsync_dir, write_atomic
 from agent.store.datastore import Store
+from agent.store.deltas import DeltaPlanner
 from agent.store.locking import StoreLock
 from agent.store.pointindex import ZERO_ID, PointIndex, check_name, make_point_id
 from agent.store.progress import Progress
@@ -43,6 +46,8 @@ class _ChunkResult:
     kind: int
     stored: int = 0
     staged: Path | None = None
+    base: bytes = ZERO_ID  # format 2: the full chunk this one is a delta of
+    heal: bool = False  # replaces a chunk file that is damaged or whose base is
 
 
 _ZERO = _ChunkResult(ZERO_ID, ZERO)
@@ -54,40 +59,84 @@ class _Backup:
         self.key = store.key
         self.source = source
         self.cs = store.chunk_size
-        prev_ids = prev.ids if prev and prev.chunk_size == self.cs else []
+        same = prev is not None and prev.chunk_size == self.cs
+        prev_ids = prev.ids if same else []
+        prev_bases = prev.bases if same and prev.bases else [ZERO_ID] * len(prev_ids)
         self.damaged = store.chunks.damaged_ids()
         # Chunks of the previous point are referenced by a committed point that no rollup
-        # can remove while we hold the server lock: reuse them without a syscall.
-        self.known = set(prev_ids) - self.damaged
+        # can remove while we hold the server lock: reuse them (and the base a delta
+        # needs, which that point names too) without a syscall.
+        self.known = {
+            cid: base
+            for cid, base in zip(prev_ids, prev_bases, strict=True)
+            if cid not in self.damaged and base not in self.damaged
+        }
+        self.planner = DeltaPlanner(store, prev, self.damaged) if store.format == 2 else None
         self.workers = workers
         self._zeros = bytes(self.cs)
+
+    def read_and_process(self, i: int, off: int, n: int) -> _ChunkResult:
+        # Each worker reads its own chunk: pread releases the GIL, so reading (the
+        # kernel's copy out of the page cache) runs on every core, not one thread's.
+        return self.process(i, self.source.read(off, n))
 
     def process(self, i: int, data: bytes) -> _ChunkResult:
         if data == self._zeros[: len(data)]:
             return _ZERO
-        chunk_id = self.key.chunk_id(data)
-        if chunk_id in self.known:
-            return _ChunkResult(chunk_id, REUSED)
-        return self.store_chunk(chunk_id, data)
+        chunk_id, fps = self.store.identify(data)
+        base = self.known.get(chunk_id)
+        if base is not None:
+            return _ChunkResult(chunk_id, REUSED, base=base)
+        return self.store_chunk(i, chunk_id, data, fps)
 
-    def store_chunk(self, chunk_id: bytes, data: bytes) -> _ChunkResult:
+    def store_chunk(self, i: int, chunk_id: bytes, data: bytes, fps) -> _ChunkResult:
         chunks = self.store.chunks
-        if chunk_id not in self.damaged and chunks.touch(chunk_id):
-            return _ChunkResult(chunk_id, REUSED)
-        codec = self.store.codec
-        out = codec.out_buffer(len(data))
-        n = codec.encode_into(data, chunk_id, out)
-        return _ChunkResult(chunk_id, NEW, n, chunks.stage(chunk_id, out, n))
+        heal = chunk_id in self.damaged
+        if not heal and chunks.touch(chunk_id):
+            if self.planner is None:
+                return _ChunkResult(chunk_id, REUSED)
+            base = self.planner.base_of_existing(chunk_id)
+            if base is not None:
+                return _ChunkResult(chunk_id, REUSED, base=base)
+            heal = True  # unreadable, or a delta of a lost base: store it full in its place
+        if self.planner is None:
+            codec = self.store.codec
+            out = codec.out_buffer(len(data))
+            n = codec.encode_into(data, chunk_id, out)
+            return _ChunkResult(chunk_id, NEW, n, chunks.stage(chunk_id, out, n), heal=heal)
+        plan = None if heal else self.planner.plan(i, fps, len(data))
+        base, changed = plan or (b"", None)
+        frames = self.store.frames
+        out = frames.out_buffer(len(data))
+        n = frames.encode_into(data, chunk_id, fps, out, base, changed)
+        staged = chunks.stage(chunk_id, out, n)
+        return _ChunkResult(chunk_id, NEW, n, staged, base or ZERO_ID, heal)
 
     def publish(self, results: list[_ChunkResult]) -> None:
-        """Make every staged chunk durable, then visible under its name."""
-        staged = [r.staged for r in results if r.staged is not None]
+        """Make every staged chunk durable, then visible under its name.
+
+        A chunk another writer published first (the same content) is adopted as it is:
+        its header says whether it is a delta, and of which base.
+        """
+        staged = [r for r in results if r.staged is not None]
         with ThreadPoolExecutor(self.workers, thread_name_prefix="bdr-sync") as pool:
-            list(pool.map(self.store.chunks.sync_staged, staged))
-        for tmp in staged:
-            self.store.chunks.publish(tmp)
-        for fan_dir in {tmp.parent for tmp in staged}:
-            fsync_dir(fan_dir)
+            list(pool.map(self.store.chunks.sync_staged, [r.staged for r in staged]))
+            for r in staged:
+                self._publish_one(r)
+            fan_dirs = {self.store.chunks.path(r.chunk_id).parent for r in staged}
+            list(pool.map(fsync_dir, fan_dirs))
+
+    def _publish_one(self, r: _ChunkResult) -> None:
+        chunks, tmp = self.store.chunks, r.staged
+        assert tmp is not None
+        if not chunks.publish(tmp, replace=r.heal or self.planner is None):
+            base = self.planner.base_of_existing(r.chunk_id) if self.planner else None
+            if base is None:  # what is there cannot be used as it is: ours replaces it
+                chunks.publish(tmp, replace=True)
+            else:
+                tmp.unlink()
+                r.kind, r.stored, r.base = REUSED, 0, base
+        r.staged = None
 
     def run(self, lock: StoreLock, progress: Progress) -> list[_ChunkResult]:
         size, cs = self.source.size, self.cs
@@ -114,8 +163,7 @@ class _Backup:
                         continue
                     while len(inflight) >= limit:
                         collect(*inflight.popleft())
-                    data = self.source.read(off, n)
-                    inflight.append((i, pool.submit(self.process, i, data)))
+                    inflight.append((i, pool.submit(self.read_and_process, i, off, n)))
                 while inflight:
                     collect(*inflight.popleft())
             except BaseException:
@@ -140,20 +188,43 @@ class _Backup:
         for chunk_id in {r.chunk_id for r in results if r.kind == NEW} & self.damaged:
             self.store.chunks.clear_damaged(chunk_id)
 
-    def heal_missing(self, index: PointIndex, results: list[_ChunkResult]) -> None:
-        """Store again, from the source, any referenced chunk that vanished since we saw it."""
+    def heal_missing(self, index: PointIndex, results: list[_ChunkResult]) -> bool:
+        """Store again, full, from the source, every referenced chunk that vanished since
+        we saw it or whose base did; True when that changed the index (a chunk stored
+        full needs no base)."""
         chunks = self.store.chunks
-        missing = {r.chunk_id for r in results if r.kind != ZERO and not chunks.exists(r.chunk_id)}
+        present: dict[bytes, bool] = {}
+
+        def gone(chunk_id: bytes) -> bool:
+            if chunk_id not in present:
+                present[chunk_id] = chunks.exists(chunk_id)
+            return not present[chunk_id]
+
+        healed: set[bytes] = set()
+        changed = False
         for i, r in enumerate(results):
-            if r.chunk_id not in missing:
+            if r.kind == ZERO:
                 continue
-            data = self.source.read(i * self.cs, index.chunk_len(i))
-            if self.key.chunk_id(data) != r.chunk_id:
-                raise SourceChanged(
-                    f"source changed during backup at offset {i * self.cs}; nothing committed"
-                )
-            fsync_dir(chunks.put(r.chunk_id, self.store.codec.encode(data, r.chunk_id)))
-            missing.discard(r.chunk_id)
+            lost_base = r.base != ZERO_ID and gone(r.base)
+            if r.chunk_id not in healed and (gone(r.chunk_id) or lost_base):
+                self.store_full_again(i, index.chunk_len(i), r.chunk_id)
+                healed.add(r.chunk_id)
+            if r.chunk_id in healed and r.base != ZERO_ID:
+                r.base = index.bases[i] = ZERO_ID
+                changed = True
+        return changed
+
+    def store_full_again(self, i: int, length: int, chunk_id: bytes) -> None:
+        data = self.source.read(i * self.cs, length)
+        got, fps = self.store.identify(data)
+        if got != chunk_id:
+            where = f"offset {i * self.cs}"
+            raise SourceChanged(f"source changed during backup at {where}; nothing committed")
+        if fps is None:
+            blob = self.store.codec.encode(data, chunk_id)
+        else:
+            blob = self.store.frames.encode(data, chunk_id, fps)
+        fsync_dir(self.store.chunks.put(chunk_id, blob))
 
 
 def _free_time(catalog, server: str, volume: str, when: datetime, explicit: bool) -> datetime:
@@ -192,6 +263,14 @@ def _record(index: PointIndex, blob: bytes, results: list[_ChunkResult]) -> Poin
         chunks_zero=sum(1 for r in results if r.kind == ZERO),
         index_digest=index_digest(blob),
     )
+
+
+def _write_index(store: Store, index: PointIndex) -> tuple[Path, bytes]:
+    blob = index.encode(store.key)
+    path = store.index_path(index.server, index.volume, index.taken_at)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, blob)
+    return path, blob
 
 
 def _finished(futures) -> list[_ChunkResult]:
@@ -246,19 +325,19 @@ def backup_volume(
         except BaseException:
             job.discard(results)
             raise
-        ids = [r.chunk_id for r in results]
         index = PointIndex(server=server, volume=volume, taken_at=when, size=src.size,
-                           chunk_size=store.chunk_size, ids=ids)  # fmt: skip
-        blob = index.encode(store.key)
-        idx_path = store.index_path(server, volume, when)
-        idx_path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(idx_path, blob)
+                           chunk_size=store.chunk_size, ids=[r.chunk_id for r in results],
+                           format=store.format)  # fmt: skip
+        if store.format == 2:
+            index.bases = [r.base for r in results]
+        idx_path, blob = _write_index(store, index)
         record = _record(index, blob, results)
         if before_commit is not None:
             before_commit()
         try:
             with store.commit_interlock():
-                job.heal_missing(index, results)
+                if job.heal_missing(index, results):
+                    record.index_digest = index_digest(_write_index(store, index)[1])
                 lock.check()
                 catalog = store.load_catalog(server)
                 catalog.points.append(record)

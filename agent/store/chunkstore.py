@@ -151,9 +151,34 @@ class ChunkStore:
         finally:
             os.close(fd)
 
-    def publish(self, tmp: Path) -> None:
-        """Rename a synced staged chunk to its name (caller fsyncs the fan-out dir)."""
-        os.replace(tmp, tmp.parent / tmp.name.rsplit(".", 1)[-1])
+    def publish(self, tmp: Path, replace: bool = True) -> bool:
+        """Give a synced staged chunk its name (caller fsyncs the fan-out dir); True if
+        it took the name.
+
+        ``replace=False`` never replaces a chunk file already there (another backup's,
+        or this one's for the same content at another offset): it returns False and
+        leaves the staged file for the caller to delete or publish with ``replace``.
+        A delta is only ever created this way, so the base that points' indexes name
+        for a chunk stays the base its file needs (healing replaces a chunk, always
+        with a full one).
+        """
+        final = tmp.parent / tmp.name.rsplit(".", 1)[-1]
+        if replace:
+            os.replace(tmp, final)
+            return True
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            if final.exists():  # a filesystem without hard links: check, then rename
+                return False
+            os.replace(tmp, final)
+            return True
+        tmp.unlink()
+        return True
 
     def get(self, chunk_id: bytes) -> bytes:
         with open(self.path(chunk_id), "rb") as f:

@@ -53,23 +53,13 @@ def _parse_bdr2(blob, chunk_id: bytes) -> tuple[bytes, bytes, memoryview, bytes]
     return kind, bytes(blob[5:_HEAD]), memoryview(blob)[_HEAD:], chunk_aad(chunk_id) + kind
 
 
-class ChunkCodec:
-    """Compress+seal and open+decompress chunks; zstd contexts and buffers per thread.
+class ZstdContexts:
+    """A zstd compressor (at ``level``) and decompressor per thread: contexts are reused
+    (creating one costs more than compressing 64 KiB) but are not thread-safe."""
 
-    ``compress`` and ``seal_into`` may be replaced (tests inject a faulty compressor and
-    a faulty sealer): every sealed chunk is opened and decompressed again and compared
-    with its plaintext before it is written, so a compressor or sealer bug can never
-    commit a corrupt chunk: a chunk stored wrong would be lost for every point that
-    shares it, and nothing would notice until a restore.
-    """
-
-    def __init__(self, key: StorageKey, level: int = 1, verify_before_commit: bool = True):
-        self.key = key
+    def __init__(self, level: int):
         self.level = level
-        self.verify_before_commit = verify_before_commit
         self._local = threading.local()
-        self._out = AlignedBuffers()  # the sealed blob, written from here with O_DIRECT
-        self._scratch = AlignedBuffers()  # the round trip's decrypted payload
 
     def _cctx(self) -> zstandard.ZstdCompressor:
         cctx = getattr(self._local, "cctx", None)
@@ -82,6 +72,24 @@ class ChunkCodec:
         if dctx is None:
             dctx = self._local.dctx = zstandard.ZstdDecompressor()
         return dctx
+
+
+class ChunkCodec(ZstdContexts):
+    """Compress+seal and open+decompress chunks; zstd contexts and buffers per thread.
+
+    ``compress`` and ``seal_into`` may be replaced (tests inject a faulty compressor and
+    a faulty sealer): every sealed chunk is opened and decompressed again and compared
+    with its plaintext before it is written, so a compressor or sealer bug can never
+    commit a corrupt chunk: a chunk stored wrong would be lost for every point that
+    shares it, and nothing would notice until a restore.
+    """
+
+    def __init__(self, key: StorageKey, level: int = 1, verify_before_commit: bool = True):
+        super().__init__(level)
+        self.key = key
+        self.verify_before_commit = verify_before_commit
+        self._out = AlignedBuffers()  # the sealed blob, written from here with O_DIRECT
+        self._scratch = AlignedBuffers()  # the round trip's decrypted payload
 
     def out_buffer(self, data_len: int) -> memoryview:
         """A page-aligned buffer for the blob of a ``data_len`` chunk, with room to pad
@@ -184,6 +192,19 @@ class ChunkCodec:
         if done != expected_len or extra:
             got = f"more than {expected_len}" if extra else str(done)
             raise DamageFound(f"{what}: {got} bytes, expected {expected_len}")
+
+    def authentic(self, blob: bytes, chunk_id: bytes) -> bool:
+        """Whether the blob's AES-GCM tag checks out for ``chunk_id`` (not decompressed)."""
+        parsed = _parse_bdr2(blob, chunk_id)
+        try:
+            if parsed is None:
+                self.key.open(blob, chunk_aad(chunk_id), f"chunk {chunk_id.hex()}")
+            else:
+                _, nonce, sealed, aad = parsed
+                self.key.open_raw(nonce, sealed, aad)
+        except (InvalidTag, DamageFound):
+            return False
+        return True
 
     def decode(self, blob: bytes, chunk_id: bytes, expected_len: int | None = None) -> bytes:
         """Authenticate, decrypt and decompress one chunk; DamageFound on any mismatch."""

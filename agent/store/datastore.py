@@ -1,6 +1,6 @@
 """A store on disk: its config, key, chunk store, catalogs, indexes, policies and locks.
 
-<store>/config.json                          format, chunk size, key file, key check
+<store>/config.json                          format, chunk/block size, key file, key check
 <store>/chunks/ab/ab...(64 hex)               sealed chunks
 <store>/servers/<server>/catalog              sealed list of the server's points
 <store>/servers/<server>/policy.json          retention policy (plain JSON)
@@ -25,13 +25,21 @@ from agent.errors import DamageFound, StoreError, UsageError, WrongKey
 from agent.store.catalog import Catalog, PointRecord, index_digest
 from agent.store.chunkstore import ChunkStore, write_atomic
 from agent.store.codec import ChunkCodec
+from agent.store.framecodec import FrameCodec
+from agent.store.frames import BaseDamaged, is_framed
 from agent.store.keys import StorageKey, load_key_file
 from agent.store.locking import StoreLock, commit_interlock
 from agent.store.pointindex import PointIndex, check_name, parse_point_id, stamp
 from agent.store.retention import RetentionPolicy
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # new stores; format 1 (whole 4 MiB chunks, no deltas) is still served
+FORMATS = (1, 2)
 DEFAULT_CHUNK_SIZE = 4 << 20
+BLOCKS_PER_CHUNK = 64  # default block size: chunk size / 64 (64 KiB for 4 MiB chunks)
+# zstd level 3 for 64 KiB frames: they decode as fast as whole 4 MiB chunks at level 1
+# (level 1 frames that small decode ~25% slower), see agent/README.md
+DEFAULT_LEVEL = {1: 1, 2: 3}
+DEFAULT_REBASE_PERCENT = 35  # see agent/README.md, Store format 2
 DEFAULT_GC_GRACE = 6 * 3600
 SUBDIRS = ("chunks", "servers", "damaged", "quarantine", "locks")
 RESERVE_BYTES = 4 << 20
@@ -44,15 +52,24 @@ def init_store(
     key_file: str | os.PathLike,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     gc_grace: int = DEFAULT_GC_GRACE,
-    compression_level: int = 1,
+    compression_level: int | None = None,
+    store_format: int = STORE_FORMAT,
+    block_size: int | None = None,
+    rebase_percent: int = DEFAULT_REBASE_PERCENT,
 ) -> Store:
     """Create a store at ``root`` keyed by ``key_file`` (made, 0600, if absent).
 
-    An existing store is accepted only with its own key (init is idempotent).
+    An existing store is accepted only with its own key (init is idempotent). Format 2
+    (the default) stores changed chunks as deltas of ``block_size`` blocks (default
+    chunk size / 64); format 1 stores every changed chunk whole.
     """
     root = Path(root)
     if chunk_size < 4096 or chunk_size & (chunk_size - 1) or chunk_size > 64 << 20:
         raise UsageError("chunk size must be a power of two between 4 KiB and 64 MiB")
+    block_size = block_size or chunk_size // BLOCKS_PER_CHUNK
+    if compression_level is None:
+        compression_level = DEFAULT_LEVEL.get(store_format, 1)
+    _check_layout(store_format, chunk_size, block_size, rebase_percent)
     key_path = Path(key_file).resolve()
     if (root / "config.json").exists():
         store = Store.open(root, key_file=key_path)
@@ -66,7 +83,7 @@ def init_store(
     for i in range(256):
         (root / "chunks" / f"{i:02x}").mkdir(exist_ok=True)
     config = {
-        "format": STORE_FORMAT,
+        "format": store_format,
         "chunk_size": chunk_size,
         "key_file": str(key_path),
         "key_check": key.check_value,
@@ -74,10 +91,22 @@ def init_store(
         "compression_level": compression_level,
         "created": time.time(),
     }
+    if store_format == 2:
+        config.update(block_size=block_size, rebase_percent=rebase_percent)
     write_atomic(root / "config.json", json.dumps(config, indent=2).encode())
     store = Store.open(root)
     store.ensure_reserve()
     return store
+
+
+def _check_layout(store_format: int, chunk_size: int, block_size: int, rebase: int) -> None:
+    if store_format not in FORMATS:
+        raise UsageError(f"store format must be one of {', '.join(map(str, FORMATS))}")
+    blocks = chunk_size // block_size
+    if block_size < 256 or chunk_size % block_size or blocks > 1024:
+        raise UsageError("block size must divide the chunk size, be >= 256, and <= 1024 a chunk")
+    if not 0 <= rebase <= 100:
+        raise UsageError("rebase percent must be between 0 and 100")
 
 
 class Store:
@@ -87,9 +116,14 @@ class Store:
         self.root = root
         self.config = config
         self.key = key
+        self.format: int = config["format"]
         self.chunk_size: int = config["chunk_size"]
+        self.block_size: int = config.get("block_size", self.chunk_size // BLOCKS_PER_CHUNK)
+        self.rebase_percent: int = config.get("rebase_percent", DEFAULT_REBASE_PERCENT)
         self.chunks = ChunkStore(root)
-        self.codec = ChunkCodec(key, level=config.get("compression_level", 1))
+        level = config.get("compression_level", 1)
+        self.codec = ChunkCodec(key, level=level)  # format 1
+        self.frames = FrameCodec(key, self.block_size, level=level)  # format 2
         self.locks_dir = root / "locks"
 
     @classmethod
@@ -105,13 +139,62 @@ class Store:
             raise UsageError(f"no bdr-agent store at {root} (run init first)") from None
         except (OSError, ValueError) as exc:
             raise StoreError(f"store config {root / 'config.json'} is unreadable: {exc}") from None
-        if config.get("format") != STORE_FORMAT:
+        if config.get("format") not in FORMATS:
             raise StoreError(f"store {root} has unknown format {config.get('format')!r}")
         key_path = key_file or os.environ.get("BDR_KEY_FILE") or config["key_file"]
         key = StorageKey(load_key_file(key_path))
         if not key.matches(config["key_check"]):
             raise WrongKey(f"key file {key_path} is not the key of store {root}")
         return cls(root, config, key)
+
+    # -- chunks ----------------------------------------------------------------------
+
+    def identify(self, data: bytes) -> tuple[bytes, list[bytes] | None]:
+        """(chunk id, block fingerprints) of a chunk's plaintext (no fingerprints in a
+        format-1 store, whose ids hash the chunk whole)."""
+        if self.format == 1:
+            return self.key.chunk_id(data), None
+        fps = self.key.fingerprints(data, self.block_size)
+        return self.key.framed_id(fps, len(data), self.block_size), fps
+
+    def load_blob(self, chunk_id: bytes, base: bool = False) -> bytes:
+        """A chunk file's bytes; DamageFound (BaseDamaged for a base) if missing/unreadable."""
+        error = BaseDamaged if base else DamageFound
+        what = f"{'base ' if base else ''}chunk {chunk_id.hex()}"
+        try:
+            return self.chunks.get(chunk_id)
+        except FileNotFoundError:
+            raise error(f"{what} is missing") from None
+        except OSError as exc:
+            raise error(f"{what} is unreadable: {exc.strerror}") from None
+
+    def load_base(self, chunk_id: bytes) -> bytes:
+        """A delta's base chunk file (BaseDamaged if missing or unreadable)."""
+        return self.load_blob(chunk_id, base=True)
+
+    def blob_is_authentic(self, chunk_id: bytes, blob: bytes) -> bool:
+        """Whether ``blob`` is chunk ``chunk_id`` sealed under this store's key, of any
+        layout: every AES-GCM tag checks out (nothing decompressed, a delta's base not
+        needed). What a blob sent to or fetched from a vault can be checked with."""
+        if is_framed(blob):
+            return self.frames.authentic(blob, chunk_id)
+        return self.codec.authentic(blob, chunk_id)
+
+    def decode_chunk_into(self, chunk_id: bytes, length: int, out: memoryview) -> None:
+        """The plaintext of chunk ``chunk_id`` into ``out[:length]`` (a delta's base read
+        too); DamageFound (or BaseDamaged) names what is wrong."""
+        blob = self.load_blob(chunk_id)
+        if is_framed(blob):
+            self.frames.decode_into(blob, chunk_id, length, out, self.load_base)
+        else:
+            self.codec.decode_into(blob, chunk_id, length, out)
+
+    def decode_chunk(self, chunk_id: bytes, length: int) -> bytes | bytearray:
+        """``decode_chunk_into`` a new buffer."""
+        blob = self.load_blob(chunk_id)
+        if is_framed(blob):
+            return self.frames.decode(blob, chunk_id, length, self.load_base)
+        return self.codec.decode(blob, chunk_id, length)
 
     @property
     def gc_grace(self) -> float:
@@ -223,7 +306,8 @@ class Store:
         return PointIndex.decode(self.key, blob, record.id)
 
     def point_blob_ids(self, point_id: str) -> list[bytes]:
-        """Every chunk id ``point_id`` needs (from its index alone; no chunk is opened)."""
+        """Every chunk id ``point_id`` needs (from its index alone; no chunk is opened):
+        its chunks and the bases its deltas are stored against, each once."""
         return self.load_index(self.get_point(point_id)).blob_ids()
 
     def remove_orphan_indexes(self, catalog: Catalog) -> int:

@@ -36,6 +36,8 @@ def _is_zero(data, a: int, b: int) -> bool:
     """True when ``data[a:b]`` (at most 64 KiB) is all zeros, without copying bytes."""
     if isinstance(data, bytes):
         return data[a:b] == (_ZEROS if b - a == ZERO_RUN else bytes(b - a))
+    if isinstance(data, bytearray):
+        data = memoryview(data)
     if _memcmp is not None and not data.readonly:
         # memoryview comparison goes element by element (~1 ns/byte): libc's memcmp,
         # called without the GIL, is ~50x faster.

@@ -2,7 +2,8 @@
 
 Two phases under the store's maintenance lock (a second gc refuses with exit 4):
 
-1. mark: read every catalog and index; the union of their chunk ids is live;
+1. mark: read every catalog and index; the union of their chunk ids, and of the bases
+   their indexes name for their deltas (format 2), is live;
 2. sweep, under the commit interlock (no backup commits meanwhile): read the catalogs
    again and mark any point committed since phase 1, then delete each chunk that is
    unmarked AND whose mtime is older than the grace period.

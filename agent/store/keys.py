@@ -79,6 +79,28 @@ class StorageKey:
         outer.update(inner.digest())
         return outer.digest()
 
+    def fingerprints(self, data, block_size: int) -> list[bytes]:
+        """GMAC(fingerprint key, block) of each ``block_size`` block of ``data`` (the
+        last may be shorter): 16 bytes each, compared to find the blocks a chunk
+        changed. Sealed inside chunk headers, never stored or shown in the clear."""
+        view = memoryview(data)
+        gmac = self._fp.encrypt
+        starts = range(0, len(view), block_size)
+        return [gmac(_FP_NONCE, b"", view[a : a + block_size]) for a in starts]
+
+    def framed_id(self, fingerprints: list[bytes], length: int, block_size: int) -> bytes:
+        """A chunk's id in a format-2 store: HMAC-SHA256(id key, "fp2" | block size |
+        fp_0 | ... | fp_n | length), the same hash-then-PRF as ``chunk_id`` over the
+        per-block GMACs (one GMAC pass over the data either way), so the id of a chunk
+        comes with the fingerprints a delta needs. Domain-separated from ``chunk_id``."""
+        inner = self._inner.copy()
+        inner.update(b"fp2" + block_size.to_bytes(4, "big"))
+        inner.update(b"".join(fingerprints))
+        inner.update(length.to_bytes(8, "big"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
     def seal(self, plaintext, aad: bytes) -> bytes:
         """AES-256-GCM with a fresh random 96-bit nonce: magic | nonce | ciphertext+tag."""
         nonce = secrets.token_bytes(NONCE_BYTES)

@@ -13,6 +13,7 @@ import ctypes.util
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _done = False
 
 
@@ -33,6 +34,11 @@ def tune_malloc() -> None:
         return
     LIBC.mallopt(_M_MMAP_THRESHOLD, 64 << 20)
     LIBC.mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+    # One arena for every thread: each thread's arena would otherwise keep its own
+    # freed chunk buffers (a file cat with 4 read-ahead threads: 240 MB peak RSS
+    # instead of 183 MB); the threads allocate a few large buffers per chunk, so the
+    # arena's lock is not contended.
+    LIBC.mallopt(_M_ARENA_MAX, 1)
     _done = True
 
 

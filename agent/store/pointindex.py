@@ -3,12 +3,18 @@
 Sealed with the storage key, the point id as associated data, so an index cannot be
 edited, forged without the key, or moved to another point's name. Every index is
 complete: restoring a point reads exactly one index.
+
+Format 2 (stores of format 2) adds, per offset, the base a delta chunk there is stored
+against (or none), so every chunk file a point needs is known from its index alone
+(gc marking, ``Store.point_blob_ids``, replication): the ids, then one 4-byte slot per
+offset (0xFFFFFFFF: no base), then the distinct base ids the slots point at.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -17,7 +23,8 @@ from agent.store.keys import StorageKey
 
 ZERO_ID = bytes(32)  # an all-zero (or hole) chunk: nothing stored
 ID_BYTES = 32
-FORMAT = 1
+FORMATS = (1, 2)
+NO_BASE = 0xFFFFFFFF
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STAMP = "%Y%m%dT%H%M%SZ"
 
@@ -67,6 +74,8 @@ class PointIndex:
     size: int
     chunk_size: int
     ids: list[bytes] = field(default_factory=list)
+    bases: list[bytes] = field(default_factory=list)  # format 2: base of ids[i], or ZERO_ID
+    format: int = 1
 
     @property
     def point_id(self) -> str:
@@ -84,19 +93,44 @@ class PointIndex:
 
         The unit gc keeps and replication copies; zero/hole entries need no file.
         """
-        return [i for i in dict.fromkeys(self.ids) if i != ZERO_ID]
+        return [i for i in dict.fromkeys([*self.ids, *self.bases]) if i != ZERO_ID]
+
+    def base_of(self, i: int) -> bytes:
+        """The base chunk the chunk at ``i`` is a delta of (ZERO_ID: none)."""
+        return self.bases[i] if self.bases else ZERO_ID
+
+    def _base_section(self) -> tuple[int, bytes]:
+        slots: dict[bytes, int] = {}
+        refs = []
+        for base in self.bases or [ZERO_ID] * len(self.ids):
+            refs.append(NO_BASE if base == ZERO_ID else slots.setdefault(base, len(slots)))
+        return len(slots), struct.pack(f">{len(refs)}I", *refs) + b"".join(slots)
+
+    def _read_bases(self, rest: bytes, count: int, point_id: str) -> None:
+        n = len(self.ids)
+        refs = struct.unpack_from(f">{n}I", rest)
+        table = rest[4 * n :]
+        if len(table) != count * ID_BYTES:
+            raise DamageFound(f"index of {point_id}: malformed")
+        slots = [table[i : i + ID_BYTES] for i in range(0, len(table), ID_BYTES)]
+        if any(r != NO_BASE and r >= count for r in refs):
+            raise DamageFound(f"index of {point_id}: malformed")
+        self.bases = [ZERO_ID if r == NO_BASE else slots[r] for r in refs]
 
     def encode(self, key: StorageKey) -> bytes:
         """The sealed bytes of this index."""
         head = {
-            "format": FORMAT,
+            "format": self.format,
             "server": self.server,
             "volume": self.volume,
             "taken_at": self.taken_at.astimezone(UTC).isoformat(),
             "size": self.size,
             "chunk_size": self.chunk_size,
         }
-        body = json.dumps(head).encode() + b"\n" + b"".join(self.ids)
+        tail = b""
+        if self.format == 2:
+            head["bases"], tail = self._base_section()
+        body = json.dumps(head).encode() + b"\n" + b"".join(self.ids) + tail
         return key.seal(body, index_aad(self.point_id))
 
     @classmethod
@@ -111,11 +145,15 @@ class PointIndex:
             taken_at=datetime.fromisoformat(head["taken_at"]),
             size=head["size"],
             chunk_size=head["chunk_size"],
+            format=head.get("format"),
         )
         n = index.chunk_count
-        if head.get("format") != FORMAT or len(rest) != n * ID_BYTES:
+        tail = 4 * n + ID_BYTES * head.get("bases", 0) if index.format == 2 else 0
+        if index.format not in FORMATS or len(rest) != n * ID_BYTES + tail:
             raise DamageFound(f"index of {point_id}: malformed")
         if index.point_id != point_id:
             raise DamageFound(f"index of {point_id}: names another point")
-        index.ids = [rest[i : i + ID_BYTES] for i in range(0, len(rest), ID_BYTES)]
+        index.ids = [rest[i : i + ID_BYTES] for i in range(0, n * ID_BYTES, ID_BYTES)]
+        if index.format == 2:
+            index._read_bases(rest[n * ID_BYTES :], head.get("bases", 0), point_id)
         return index

@@ -47,6 +47,14 @@ def mutate_volume(path: Path, seed: int, writes: int = 3) -> None:
             f.write(rng.randbytes(run))
 
 
+def rewrite_chunks(path: Path, chunks: list[int], chunk_size: int = CHUNK) -> None:
+    """Overwrite whole chunks with random bytes: stored full, not as deltas."""
+    with open(path, "r+b") as f:
+        for i in chunks:
+            f.seek(i * chunk_size)
+            f.write(os.urandom(chunk_size))
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

@@ -18,28 +18,33 @@ from agent.store.locking import StoreLock
 from agent.store.retention import RetentionPolicy
 from agent.store.rollup import rollup
 from agent.store.verify import verify_points
-from tests.agent.conftest import REPO, digest, mutate_volume, write_volume
+from tests.agent.conftest import REPO, digest, mutate_volume, rewrite_chunks, write_volume
 
 T0 = datetime(2025, 4, 1, 10, 0, tzinfo=UTC)
 
 
 def test_gc_deletes_only_chunks_of_rolled_up_points(store, volume, tmp_path):
     first = backup_volume(store, "srv1", volume, taken_at=T0)
-    first_ids = set(store.load_index(first).ids)
-    mutate_volume(volume, seed=1, writes=8)
+    first_ids = set(store.point_blob_ids(first.id))
+    mutate_volume(volume, seed=1, writes=8)  # small writes: deltas of the first's chunks
+    rewrite_chunks(volume, [3, 7])  # whole chunks rewritten: stored full
     second = backup_volume(store, "srv1", volume, taken_at=T0 + timedelta(minutes=15))
     store.save_policy("srv1", RetentionPolicy(intraday=1))
     result = rollup(store, T0 + timedelta(hours=1))
     assert result["servers"][0]["removed"] == [first.id]
-    gone = first_ids - set(store.load_index(second).ids) - {bytes(32)}
+    kept = set(store.point_blob_ids(second.id))
+    assert kept & first_ids  # the bases of the second point's deltas stay
+    gone = first_ids - kept
     assert gone and result["gc"]["chunks_deleted"] == len(gone)
     assert not any(store.chunks.exists(c) for c in gone)
+    assert all(store.chunks.exists(c) for c in kept)
     assert verify_points(store).ok
 
 
 def test_gc_keeps_unreferenced_chunks_younger_than_the_grace_period(store, volume):
     backup_volume(store, "srv1", volume, taken_at=T0)
     mutate_volume(volume, seed=1, writes=8)
+    rewrite_chunks(volume, [3])
     backup_volume(store, "srv1", volume, taken_at=T0 + timedelta(minutes=15))
     store.save_policy("srv1", RetentionPolicy(intraday=1))
     result = rollup(store, T0 + timedelta(hours=1), gc=False)
@@ -53,6 +58,7 @@ def test_backup_reusing_chunks_that_gc_deletes_before_commit_stores_them_again(s
     vol = write_volume(tmp_path / "a.img", 1 << 20, seed=3)
     old = backup_volume(store, "srv1", vol, taken_at=T0)
     mutate_volume(vol, seed=4, writes=4)
+    rewrite_chunks(vol, [2, 9])  # stored full: the old versions are no delta's base
     backup_volume(store, "srv1", vol, taken_at=T0 + timedelta(minutes=15))
     store.save_policy("srv1", RetentionPolicy(intraday=1))
     rollup(store, T0 + timedelta(hours=1), gc=False)  # old's chunks now unreferenced

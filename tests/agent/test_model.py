@@ -1,16 +1,21 @@
 """A model to compare with: the store's behaviour checked against a plain description of what
 it must hold, so that sequences nobody thought of are tried too.
 
-A Hypothesis state machine drives a real store on disk (16 KiB chunks, gc grace 0) and a
-real volume file through writes (random data, written zeros, punched holes, copies,
-resizes), backups of two servers at a simulated clock (in process, and as a real
+A Hypothesis state machine drives a real store on disk (format 2: 16 KiB chunks of 512-byte
+blocks, stored full or as deltas of their changed blocks; gc grace 0) and a real volume
+file through writes (random data at 4 KiB-aligned runs and at any byte offset and length,
+straddling block and chunk boundaries; written zeros, punched holes, copies, resizes),
+backups of two servers at a simulated clock (in process, and as a real
 ``python -m agent backup`` SIGKILLed at a chosen moment), retention policies, rollups
 (also killed), gc (also killed), verify and restores. The model is the exact bytes each
-point was given, its time and its tier. After every step the store must list exactly
+point was given, its time and its tier (deltas re-base as their chunks keep changing
+over many incrementals). After every step the store must list exactly
 the model's points with unchanged records and the model's tiers; a killed backup's
 point is in the model only if the reopened store lists it; a rollup keeps exactly what
 ``select_points`` says for the model's points, the newest always; after a gc exactly
-the chunks of the model's points are on disk; and every kept point restores (whole, or
+the chunks of the model's points, and the bases their files say they are deltas of, are
+on disk, every base is a full chunk and each point's index names the base of each of its
+deltas; and every kept point restores (whole, or
 any range) to the model's bytes, checked for all of them at the end of each run.
 """
 
@@ -38,6 +43,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from agent.restore.reader import PointReader, restore_point
 from agent.store.backup import backup_volume
 from agent.store.datastore import Store, init_store
+from agent.store.frames import DELTA, FULL, read_header
 from agent.store.gc import collect_garbage
 from agent.store.pointindex import make_point_id
 from agent.store.retention import RetentionPolicy, select_points
@@ -48,12 +54,13 @@ from tests.agent.conftest import REPO, write_volume
 pytestmark = pytest.mark.slow
 
 CS = 16 << 10  # chunk size: a 256-512 KiB volume is 16-32 chunks
-BLOCK = 4096
+DELTA_BLOCK = 512  # the store's block: a chunk is 32 of them
+BLOCK = 4096  # the volume's block: aligned writes are runs of them
 SERVERS = ("srv1", "srv2")  # both back up the same volume: chunks shared across servers
 VOLUME = "disk0"
 SIZES = (256 << 10, 320 << 10, 384 << 10 | 1234, 512 << 10)  # one not a chunk multiple
 T0 = datetime(2025, 12, 20, 9, 0, tzinfo=UTC)  # ISO week and year boundaries come soon
-KINDS = ("random", "zeros", "fill", "copy", "hole", "resize")
+KINDS = ("random", "bytes", "zeros", "fill", "copy", "hole", "resize")
 RECORD_FIELDS = (
     "id",
     "server",
@@ -158,7 +165,9 @@ class StoreModel(RuleBasedStateMachine):
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="bdr-model-"))
         self.root = self.tmp / "store"
-        self.store = init_store(self.root, self.tmp / "storage.key", chunk_size=CS, gc_grace=0)
+        self.store = init_store(
+            self.root, self.tmp / "storage.key", chunk_size=CS, gc_grace=0, block_size=DELTA_BLOCK
+        )
         self.vol_path = self.tmp / "disk0.img"
         self.volume = bytearray()
         self.now = T0
@@ -189,21 +198,46 @@ class StoreModel(RuleBasedStateMachine):
     def temp_files(self) -> list[str]:
         return [p.name for p in (self.root / "chunks").glob("*/.tmp.*")]
 
-    def needed_chunks(self) -> set[bytes]:
-        """Ids of every non-zero chunk of every model point: what gc must keep."""
-        key = self.store.key
+    def chunk_ids(self) -> set[bytes]:
+        """Ids of every non-zero chunk of every model point."""
+        identify = self.store.identify
         return {
-            key.chunk_id(c)
-            for data in self.data.values()
-            for c in chunks_of(data)
-            if not is_zero(c)
+            identify(c)[0] for data in self.data.values() for c in chunks_of(data) if not is_zero(c)
         }
+
+    def base_of(self, chunk_id: bytes) -> bytes | None:
+        """The base a chunk's file says it is a delta of (None: full, or no file); a
+        base must be a full chunk: reads never go two levels deep."""
+        try:
+            hdr = read_header(self.store.chunks.path(chunk_id), self.store.key, chunk_id)
+        except FileNotFoundError:
+            return None
+        if hdr.kind != DELTA:
+            return None
+        base = read_header(self.store.chunks.path(hdr.base), self.store.key, hdr.base)
+        assert base.kind == FULL, f"chunk {chunk_id.hex()} is a delta of a delta"
+        return hdr.base
+
+    def needed_chunks(self) -> set[bytes]:
+        """What gc must keep: the model's chunks, and the bases of the deltas among them."""
+        ids = self.chunk_ids()
+        return ids | {b for b in map(self.base_of, ids) if b is not None}
+
+    def check_bases(self) -> None:
+        """Each point's index names, for every delta it holds, that delta's base (what
+        gc marks and replication copies comes from indexes alone)."""
+        for record in self.store.list_points():
+            index = self.store.load_index(record)
+            for i, chunk_id in enumerate(index.ids):
+                base = self.base_of(chunk_id) if any(chunk_id) else None
+                if base is not None:
+                    assert index.bases[i] == base, f"{record.id}: chunk {i}'s base is not named"
 
     def add_point(self, point_id: str, data: bytes, when: datetime, before: set[bytes]):
         """A point was committed: check its record against the bytes it was given."""
         record = self.store.get_point(point_id)
         chunks = chunks_of(data)
-        ids = [None if is_zero(c) else self.store.key.chunk_id(c) for c in chunks]
+        ids = [None if is_zero(c) else self.store.identify(c)[0] for c in chunks]
         assert record.id == make_point_id(record.server, VOLUME, when)
         assert record.volume == VOLUME and record.tier == "intraday"
         assert record.taken_at_dt == when
@@ -217,7 +251,7 @@ class StoreModel(RuleBasedStateMachine):
             f"{point_id}: {record.chunks_new} chunks stored as new, but {len(new)} of its "
             "chunks were not on disk before the backup"
         )
-        assert record.chunks_reused == len(chunks) - len(new) - ids.count(None)
+        assert record.chunks_reused == len(chunks) - record.chunks_new - ids.count(None)
         files = self.chunk_files()
         assert all(i in files for i in ids if i is not None), "a chunk of a new point is missing"
         counted = new if record.chunks_new == len(new) else set(new)
@@ -250,6 +284,7 @@ class StoreModel(RuleBasedStateMachine):
         assert not needed - on_disk, f"gc deleted {len(needed - on_disk)} needed chunk(s)"
         assert on_disk == needed, f"gc left {len(on_disk - needed)} unneeded chunk(s)"
         assert not self.temp_files(), self.temp_files()
+        self.check_bases()
         self.leftovers = False
 
     def holds_a_lock(self, pid: int) -> bool:
@@ -306,7 +341,11 @@ class StoreModel(RuleBasedStateMachine):
                     continue
                 off = block % (size // BLOCK) * BLOCK
                 n = min(blocks * BLOCK, size - off)
-                if kind == "random":
+                if kind == "bytes":  # any offset and length: across blocks and chunks
+                    off = (off + seed % BLOCK) % size
+                    n = min(blocks * 5000 + seed % 997, size - off)
+                    data = random.Random(seed).randbytes(n)
+                elif kind == "random":
                     data = random.Random(seed).randbytes(n)
                 elif kind == "zeros":
                     data = bytes(n)  # written zeros, not a hole
@@ -329,8 +368,26 @@ class StoreModel(RuleBasedStateMachine):
         data = self.vol_path.read_bytes()
         assert data == self.volume, "the test's own volume model is wrong"
         before = set(self.chunk_files())
+        prev = self.store.load_catalog(server).latest(VOLUME)
         record = backup_volume(self.store, server, self.vol_path, taken_at=self.now)
         self.add_point(record.id, data, self.now, before)
+        self.note_deltas(record, prev)
+
+    def note_deltas(self, record, prev) -> None:
+        """Tell Hypothesis's statistics whether deltas were made, and re-based."""
+        index = self.store.load_index(record)
+        deltas = sum(1 for b in index.bases if any(b))
+        event(f"backup: {'some' if deltas else 'no'} chunks stored as deltas")
+        if prev is None:
+            return
+        old = self.store.load_index(prev)
+        old_ids = set(old.ids)
+        rebased = any(
+            any(old.bases[i]) and not any(index.bases[i]) and index.ids[i] not in old_ids
+            for i in range(min(len(old.ids), len(index.ids)))
+        )
+        if rebased:
+            event("backup: a delta's chunk changed so much it was stored full (re-based)")
 
     # -- rules ---------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ and a missing or wrong key fails closed before anything is written."""
 import json
 import os
 import shutil
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,11 +14,13 @@ from agent.errors import DamageFound, UsageError, WrongKey
 from agent.restore.reader import restore_point
 from agent.store.backup import backup_volume
 from agent.store.codec import CHUNK_MAGIC, ChunkCodec, blob_nonce
-from agent.store.datastore import Store
+from agent.store.datastore import Store, init_store
+from agent.store.framecodec import FrameCodec
+from agent.store.frames import MAGIC, blob_nonces
 from agent.store.keys import NONCE_BYTES, SEAL_MAGIC
 from agent.store.rollup import rollup
 from agent.store.verify import verify_points
-from tests.agent.conftest import digest, mutate_volume, store_files
+from tests.agent.conftest import CHUNK, digest, mutate_volume, store_files
 
 T0 = datetime(2025, 4, 1, 10, 0, tzinfo=UTC)
 
@@ -50,7 +53,6 @@ def test_missing_or_short_key_file_is_refused(cli, store, tmp_path):
 def test_init_with_another_key_is_refused(store, tmp_path):
     other = tmp_path / "other.key"
     other.write_bytes(os.urandom(32))
-    from agent.store.datastore import init_store
 
     with pytest.raises(WrongKey):
         init_store(store.root, other)
@@ -84,6 +86,8 @@ def test_nonces_are_unique_across_every_sealed_object(store, volume):
             nonces.append(data[len(SEAL_MAGIC) : len(SEAL_MAGIC) + NONCE_BYTES])
         elif data.startswith(CHUNK_MAGIC):
             nonces.append(blob_nonce(data))
+        elif data.startswith(MAGIC):  # format 2: header and body sealed apart
+            nonces.extend(blob_nonces(data))
     assert len(nonces) > 40
     assert len(set(nonces)) == len(nonces)
 
@@ -167,11 +171,52 @@ class FlakySealer(ChunkCodec):
         return n
 
 
-@pytest.mark.parametrize("faulty", [FlakyCodec, FlakySealer])
+class FlakyFrameCompressor(FrameCodec):
+    """Format 2: one block in ten compressed wrong (or, when raw, handed over altered)."""
+
+    calls = 0
+
+    def compress_block(self, block):
+        enc, frame = super().compress_block(block)
+        FlakyFrameCompressor.calls += 1
+        if FlakyFrameCompressor.calls % 10 == 0:
+            wrong = bytearray(frame)
+            wrong[len(wrong) // 2] ^= 0x10
+            return enc, bytes(wrong)
+        return enc, frame
+
+
+class FlakyFrameSealer(FrameCodec):
+    """Format 2: one header or body in ten sealed from other bytes, one in ten flipped
+    (counted per thread: a blob's header and body, and its retry, are one thread's)."""
+
+    calls = 0
+    mine = threading.local()
+
+    def seal_into(self, nonce, plain, associated, out):
+        FlakyFrameSealer.calls += 1
+        n = self.mine.n = getattr(self.mine, "n", 0) + 1
+        if n % 10 == 3 and len(plain):
+            wrong = bytearray(plain)
+            wrong[len(wrong) // 2] ^= 0x40
+            plain = bytes(wrong)
+        super().seal_into(nonce, plain, associated, out)
+        if n % 10 == 8:
+            out[len(out) // 2] ^= 0x01
+
+
+@pytest.mark.parametrize(
+    ("store_format", "faulty"),
+    [(1, FlakyCodec), (1, FlakySealer), (2, FlakyFrameCompressor), (2, FlakyFrameSealer)],
+)
 def test_a_corrupting_compressor_or_sealer_never_commits_a_corrupt_chunk(
-    faulty, store, volume, tmp_path
+    store_format, faulty, key_file, volume, tmp_path
 ):
-    store.codec = faulty(store.key)
+    store = init_store(tmp_path / "s", key_file, chunk_size=CHUNK, store_format=store_format)
+    if store_format == 1:
+        store.codec = faulty(store.key)
+    else:
+        store.frames = faulty(store.key, store.block_size)
     faulty.calls = 0
     want = {}
     for n in range(4):

@@ -1,6 +1,7 @@
 """Damage is found, named, never restored as wrong bytes, and healed by the next backup."""
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from agent.errors import DamageFound
 from agent.restore.reader import restore_point
 from agent.store.backup import backup_volume
 from agent.store.verify import verify_points
-from tests.agent.conftest import digest, mutate_volume
+from tests.agent.conftest import digest, mutate_volume, rewrite_chunks
 
 T0 = datetime(2025, 4, 1, 10, 0, tzinfo=UTC)
 
@@ -80,18 +81,83 @@ def test_restore_of_damaged_point_fails_naming_offset_and_writes_nothing(
     assert not list(tmp_path.glob(".out.img.*"))
 
 
-def test_points_not_needing_the_damaged_chunk_still_restore(store, two_points, tmp_path):
-    records, want = two_points
-    a, b = (store.load_index(r) for r in records)
-    only_first = next(x for x, y in zip(a.ids, b.ids, strict=True) if x != y)
+def test_points_not_needing_the_damaged_chunk_still_restore(store, volume, tmp_path):
+    first = backup_volume(store, "srv1", volume, taken_at=T0)
+    want = {first.id: digest(volume)}
+    with open(volume, "r+b") as f:  # a whole chunk rewritten: stored full, not as a delta
+        f.seek(5 * store.chunk_size)
+        f.write(os.urandom(store.chunk_size))
+    second = backup_volume(store, "srv1", volume, taken_at=T0 + timedelta(minutes=15))
+    want[second.id] = digest(volume)
+    needed = set(store.point_blob_ids(second.id))
+    only_first = next(x for x in store.point_blob_ids(first.id) if x not in needed)
     delete(store.chunks.path(only_first))
     report = verify_points(store)
-    assert [p["id"] for p in report.damaged_points] == [records[0].id]
+    assert [p["id"] for p in report.damaged_points] == [first.id]
     out = tmp_path / "out.img"
-    restore_point(store, records[1].id, out)
-    assert digest(out) == want[records[1].id]
+    restore_point(store, second.id, out)
+    assert digest(out) == want[second.id]
     with pytest.raises(DamageFound):
-        restore_point(store, records[0].id, out)
+        restore_point(store, first.id, out)
+
+
+def delta_and_base(store, record) -> tuple[bytes, bytes, int]:
+    """(delta id, its base id, offset) of the first delta chunk of ``record``."""
+    index = store.load_index(store.get_point(record.id))
+    i = next(i for i, base in enumerate(index.bases) if base != bytes(32))
+    return index.ids[i], index.bases[i], i * index.chunk_size
+
+
+@pytest.fixture
+def delta_points(store, volume):
+    """Two points, the second holding a delta of one of the first's chunks."""
+    rewrite_chunks(volume, [5])
+    first = backup_volume(store, "srv1", volume, taken_at=T0)
+    want = {first.id: digest(volume)}
+    with open(volume, "r+b") as f:
+        f.seek(5 * store.chunk_size + 1000)
+        f.write(os.urandom(100))
+    second = backup_volume(store, "srv1", volume, taken_at=T0 + timedelta(minutes=15))
+    want[second.id] = digest(volume)
+    return [first, second], want
+
+
+def test_a_damaged_base_names_every_point_whose_deltas_need_it(cli, store, delta_points, volume):
+    records, want = delta_points
+    delta, base, offset = delta_and_base(store, records[1])
+    assert base in store.load_index(records[0]).ids  # the first point's chunk there
+    flip_bit(store.chunks.path(base))
+    run = cli("verify", "--json")
+    assert run.returncode == 3, run.stderr
+    report = json.loads(run.stdout)
+    bad = {c["chunk"]: c for c in report["damaged_chunks"]}
+    assert bad[base.hex()]["points"] == sorted(r.id for r in records)
+    assert bad[delta.hex()]["points"] == [records[1].id]
+    assert f"base chunk {base.hex()}" in bad[delta.hex()]["reason"]
+    assert {p["id"] for p in report["damaged_points"]} == {r.id for r in records}
+    assert store.chunks.exists(delta)  # intact itself: recorded, not moved aside
+    assert {base, delta} <= store.chunks.damaged_ids()
+    run = cli("restore", records[1].id, str(volume.with_suffix(".out")))
+    assert run.returncode == 3 and f"offset {offset}" in run.stderr
+    assert f"base chunk {base.hex()}" in run.stderr
+
+
+def test_the_next_backup_stores_a_delta_of_a_lost_base_full(store, delta_points, volume, tmp_path):
+    records, want = delta_points
+    delta, base, offset = delta_and_base(store, records[1])
+    delete(store.chunks.path(base))
+    verify_points(store)
+    healed = backup_volume(store, "srv1", volume, taken_at=T0 + timedelta(minutes=30))
+    assert healed.chunks_new == 1
+    index = store.load_index(healed)
+    assert index.ids[offset // index.chunk_size] == delta
+    assert index.bases[offset // index.chunk_size] == bytes(32)  # full now
+    out = tmp_path / "out.img"
+    for record in (records[1], healed):  # the old point's delta was replaced, same id
+        restore_point(store, record.id, out)
+        assert digest(out) == want[records[1].id]
+    report = verify_points(store)  # the first point still lacks its chunk there
+    assert [p["id"] for p in report.damaged_points] == [records[0].id]
 
 
 def test_next_backup_after_damage_makes_every_point_whole_again(
