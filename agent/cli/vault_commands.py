@@ -1,0 +1,77 @@
+"""``bdr-agent vault ...``: the commands of a vault host (keyless; no --store)."""
+
+from __future__ import annotations
+
+import json
+
+from agent.cli.common import EXIT_DAMAGE, EXIT_OK, Parser, count, progress_of
+
+
+def cmd_vault_init(args) -> int:
+    from agent.vault.store import init_vault
+
+    vault = init_vault(
+        args.dir, name=args.name, s3=args.s3, trash_days=args.trash_days, lock_days=args.lock_days
+    )
+    out = {
+        "vault": str(args.dir),
+        "name": vault.name,
+        "backend": vault.backend.description,
+        "trash_days": vault.trash_days,
+        "object_lock_days": vault.backend.object_lock_days,
+    }
+    print(json.dumps(out) if args.json else f"vault {vault.name} ready at {args.dir}")
+    return EXIT_OK
+
+
+def cmd_vault_verify(args) -> int:
+    from agent.vault.store import open_vault
+    from agent.vault.verify import verify_vault
+
+    report = verify_vault(open_vault(args.dir), progress=progress_of(args))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for blob in report["damaged_blobs"]:
+            users = ", ".join(blob["points"]) or "no point"
+            print(
+                f"DAMAGED blob {blob['appliance']}/{blob['blob']}: {blob['reason']} "
+                f"(needed by {users})"
+            )
+        for point in report["damaged_points"]:
+            print(
+                f"DAMAGED point {point['appliance']}/{point['point']}: "
+                f"{len(point['problems'])} blob(s) missing or damaged"
+            )
+        state = "ok" if report["ok"] else f"{len(report['damaged_points'])} damaged points"
+        print(f"{report['blobs_checked']} blobs, {report['bytes_checked']} bytes checked: {state}")
+    return EXIT_OK if report["ok"] else EXIT_DAMAGE
+
+
+VAULT_COMMANDS = {"init": cmd_vault_init, "verify": cmd_vault_verify}
+
+
+def cmd_vault(args) -> int:
+    return VAULT_COMMANDS[args.vault_command](args)
+
+
+COMMANDS = {"vault": cmd_vault}
+
+
+def add_parsers(sub, common) -> None:
+    """Register ``vault`` and its subcommands on the CLI's subparsers."""
+    p = sub.add_parser("vault", parents=[common], help="the off-site vault (keyless)")
+    vault_sub = p.add_subparsers(dest="vault_command", required=True, parser_class=Parser)
+    p = vault_sub.add_parser("init", parents=[common], help="create a vault")
+    p.add_argument("dir")
+    p.add_argument("--name", help="this vault's name (default: the host name)")
+    p.add_argument("--s3", help="keep the blobs in s3://bucket/prefix (boto3; env credentials)")
+    p.add_argument("--trash-days", type=count, default=14, help="days deletions stay in trash")
+    p.add_argument(
+        "--lock-days",
+        type=count,
+        default=0,
+        help="S3 Object Lock: days each blob is locked (default: the trash days)",
+    )
+    p = vault_sub.add_parser("verify", parents=[common], help="check every blob (exit 3: damage)")
+    p.add_argument("dir")
