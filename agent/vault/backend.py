@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,19 +114,7 @@ class LocalBackend(Backend):
         # blob is whole. The directory is fsynced by sync() before any commit relies on it.
         path = self._blob_path(app, blob_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}.{secrets.token_hex(4)}.{path.name}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb", closefd=False) as f:
-                f.write(BLOB_MAGIC + digest)
-                f.write(data)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        os.replace(tmp, path)
+        write_atomic(path, BLOB_MAGIC + digest + data, sync_dir=False)
         self._unsynced_dirs.add(path.parent)
 
     def get_blob(self, app: str, blob_id: bytes) -> tuple[bytes, bytes | None]:
