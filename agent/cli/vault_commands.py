@@ -48,7 +48,14 @@ def cmd_vault_verify(args) -> int:
     return EXIT_OK if report["ok"] else EXIT_DAMAGE
 
 
-VAULT_COMMANDS = {"init": cmd_vault_init, "verify": cmd_vault_verify}
+def cmd_vault_serve(args) -> int:
+    from agent.vault.serve import serve
+    from agent.vault.store import open_vault
+
+    return serve(open_vault(args.dir), only=args.appliance or "")
+
+
+VAULT_COMMANDS = {"init": cmd_vault_init, "verify": cmd_vault_verify, "serve": cmd_vault_serve}
 
 
 def cmd_vault(args) -> int:
@@ -75,3 +82,6 @@ def add_parsers(sub, common) -> None:
     )
     p = vault_sub.add_parser("verify", parents=[common], help="check every blob (exit 3: damage)")
     p.add_argument("dir")
+    p = vault_sub.add_parser("serve", parents=[common], help="the protocol on stdin/stdout (SSH)")
+    p.add_argument("dir", help="the vault directory, or s3://bucket/prefix")
+    p.add_argument("--appliance", help="allow only this appliance's namespace")

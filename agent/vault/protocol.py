@@ -61,8 +61,11 @@ def write_message(
     return len(line) + (len(payload) if payload is not None else 0)
 
 
-def read_message(rfile: BinaryIO) -> tuple[dict, bytes | None] | None:
-    """The next message and its payload; None at a clean end of stream."""
+def read_message(
+    rfile: BinaryIO, on_bytes: Callable[[int], None] | None = None
+) -> tuple[dict, bytes | None] | None:
+    """The next message and its payload; None at a clean end of stream. ``on_bytes(n)``
+    hears of every piece of payload as it arrives (the vault's count of bytes received)."""
     line = rfile.readline(MAX_LINE + 1)
     if not line:
         return None
@@ -79,18 +82,20 @@ def read_message(rfile: BinaryIO) -> tuple[dict, bytes | None] | None:
         return message, None
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_PAYLOAD:
         raise ProtocolError(f"bad payload length {size!r}")
-    payload = _read_exact(rfile, size)
+    payload = _read_exact(rfile, size, on_bytes)
     return message, payload
 
 
-def _read_exact(rfile: BinaryIO, size: int) -> bytes:
+def _read_exact(rfile: BinaryIO, size: int, on_bytes=None) -> bytes:
     parts, left = [], size
     while left:
-        part = rfile.read(left)
+        part = rfile.read(min(left, SLICE))
         if not part:
             raise ProtocolError(f"stream ended inside a {size}-byte payload")
         parts.append(part)
         left -= len(part)
+        if on_bytes is not None:
+            on_bytes(len(part))
     return b"".join(parts)
 
 
