@@ -17,25 +17,41 @@ def _target(args):
     return target
 
 
-def _appliance(args) -> str:
-    from agent.offsite.replicate import appliance_id
+def _settings(args) -> dict:
     from agent.service import appliance_config
 
-    serial = appliance_config.load_settings(store_path(args)).get("serial", "")
-    return appliance_id(store_path(args), serial)
+    return appliance_config.load_settings(store_path(args))
+
+
+def _appliance(args) -> str:
+    from agent.offsite.replicate import appliance_id
+
+    return appliance_id(store_path(args), _settings(args).get("serial", ""))
+
+
+def throttle_of(args, progress):
+    """The token bucket of ``--limit``/``--windows``, or of the settings, re-read each second."""
+    from agent.service.appliance_config import offsite_rate
+    from agent.vault.throttle import Throttle, parse_rate, parse_windows
+
+    parse_rate(args.limit)  # a bad flag is a usage error now, not a silent default later
+    parse_windows(args.windows)
+    return Throttle(offsite_rate(store_path(args), args.limit, args.windows), on_wait=progress.beat)
 
 
 def cmd_replicate(args) -> int:
     from agent.offsite.replicate import replicate
 
     store = open_store(args)
+    progress = progress_of(args)
     result = replicate(
         store,
         _target(args),
         app=_appliance(args),
         servers=args.server or None,
-        order=args.order,
-        progress=progress_of(args),
+        order=args.order or _settings(args)["offsite_order"],
+        progress=progress,
+        pace=throttle_of(args, progress).take,
     )
     if args.json:
         print(json.dumps(result))
@@ -65,3 +81,5 @@ def add_parsers(sub, common) -> None:
         help="which points go first (default newest)",
     )
     p.add_argument("--host-key", help="pin the vault host's key ('ssh-ed25519 AAAA...')")
+    p.add_argument("--limit", help="bytes/s (512K, 4M, 20mbit; default: the settings)")
+    p.add_argument("--windows", help="'mon-fri 08:00-18:00 512kbit; * * 20mbit' (first match)")
