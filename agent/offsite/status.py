@@ -18,16 +18,16 @@ import os
 from datetime import datetime
 
 from agent.errors import AgentError
-from agent.offsite.replicate import KnownOnTarget
 from agent.offsite.state import load_state
 from agent.records import process_alive
 from agent.store.catalog import PointRecord
 from agent.store.datastore import Store
+from agent.vault.transfer import KnownOnTarget
 
 
 def backlog(store: Store, pending: list[PointRecord], records, offsite: set[str]) -> int:
     """Bytes the pending points still need to send (see the module's docstring)."""
-    known = KnownOnTarget(store, records, offsite)
+    known = KnownOnTarget([r.id for r in records], offsite, store.point_blob_ids)
     todo: set[bytes] = set()
     total = 0
     for record in pending:
@@ -37,7 +37,7 @@ def backlog(store: Store, pending: list[PointRecord], records, offsite: set[str]
             total += os.stat(index).st_size
         except (OSError, AgentError):  # rolled up meanwhile: nothing to send
             continue
-        todo.update(set(ids) - known.for_point(record))
+        todo.update(set(ids) - known.for_point(record.id))
     for chunk_id in todo:
         try:
             total += store.chunks.size(chunk_id)

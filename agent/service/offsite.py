@@ -80,9 +80,10 @@ def status(store_root: Path, target: str | None = None, refresh: bool = False, n
 
 def refresh_from_vault(store, target) -> None:
     """Ask the vault which points it holds (and where else they are)."""
-    from agent.offsite.replicate import remote_points, vault_files
+    from agent.offsite.replicate import vault_files
     from agent.offsite.state import record_vault_points
     from agent.vault.targets import connect
+    from agent.vault.transfer import remote_points
 
     known_hosts, identity = vault_files(store.root)
     with connect(target, known_hosts, identity) as conn:
