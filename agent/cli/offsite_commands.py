@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agent.cli.common import EXIT_DAMAGE, EXIT_OK, progress_of, store_path
+from agent.cli.common import EXIT_DAMAGE, EXIT_OK, open_store, progress_of, store_path
 
 
 def cmd_replicate(args) -> int:
@@ -50,7 +50,40 @@ def cmd_offsite(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"replicate": cmd_replicate, "offsite": cmd_offsite}
+def cmd_repair(args) -> int:
+    from agent.offsite.repair import repair
+    from agent.offsite.replicate import vault_files
+    from agent.service.offsite import appliance, resolve_target
+
+    root = store_path(args)
+    store = open_store(args)
+    target = resolve_target(root, args.source, args.host_key)
+    known_hosts, identity = vault_files(root)
+    result = repair(
+        store,
+        target,
+        app=appliance(root),
+        known_hosts=known_hosts,
+        identity=identity,
+        progress=progress_of(args),
+    )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for entry in result["remaining"]:
+            print(
+                f"NOT REPAIRED chunk {entry['chunk']}: {entry['reason']} "
+                f"(needed by {', '.join(entry['points']) or 'no point'})"
+            )
+        print(
+            f"{len(result['repaired'])} chunk(s) repaired, "
+            f"{len(result['points_healed'])} point(s) healed, "
+            f"{len(result['points_damaged'])} still damaged"
+        )
+    return EXIT_DAMAGE if result["remaining"] else EXIT_OK
+
+
+COMMANDS = {"replicate": cmd_replicate, "offsite": cmd_offsite, "repair": cmd_repair}
 
 
 def add_parsers(sub, common) -> None:
@@ -66,5 +99,8 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--host-key", help="pin the vault host's key ('ssh-ed25519 AAAA...')")
     p.add_argument("--limit", help="bytes/s (512K, 4M, 20mbit; default: the settings)")
     p.add_argument("--windows", help="'mon-fri 08:00-18:00 512kbit; * * 20mbit' (first match)")
+    p = sub.add_parser("repair", parents=[common], help="fetch damaged chunks from a vault")
+    p.add_argument("--from", dest="source", required=True, help="the vault (TARGET)")
+    p.add_argument("--host-key", help="pin the vault host's key ('ssh-ed25519 AAAA...')")
     p = sub.add_parser("offsite", parents=[common], help="off-site copies, backlog, rate, ETA")
     p.add_argument("target", nargs="?", help="ask this vault first (default: the last state)")
