@@ -83,7 +83,48 @@ def cmd_repair(args) -> int:
     return EXIT_DAMAGE if result["remaining"] else EXIT_OK
 
 
-COMMANDS = {"replicate": cmd_replicate, "offsite": cmd_offsite, "repair": cmd_repair}
+def cmd_seed(args) -> int:
+    from pathlib import Path
+
+    from agent.errors import UsageError
+    from agent.offsite.replicate import vault_files
+    from agent.offsite.seed import seed
+    from agent.vault.targets import connect, parse_target, pin_host_key
+
+    root = store_path(args)
+    target = parse_target(args.source)
+    known_hosts = identity = None
+    if target.kind == "ssh":  # the vault host must already know this store's key
+        if not (root / "config.json").exists():
+            raise UsageError(
+                f"seeding over SSH needs the store first: bdr-agent --store {root} init "
+                "--key-file KEY, then authorise its key (appliance/vault_ed25519.pub) on the vault"
+            )
+        known_hosts, identity = vault_files(root)
+        if args.host_key:
+            pin_host_key(known_hosts, target, args.host_key)
+    with connect(target, known_hosts, identity) as conn:
+        result = seed(
+            root, Path(args.key_file), conn, app=args.appliance, progress=progress_of(args)
+        )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for skipped in result["skipped"]:
+            print(f"NOT SEEDED {skipped['point']}: {skipped['reason']}")
+        print(
+            f"{result['points_seeded']} point(s) seeded from {result['vault']} "
+            f"({result['bytes_fetched']} bytes); {result['points_in_store']} in the store"
+        )
+    return EXIT_DAMAGE if result["skipped"] else EXIT_OK
+
+
+COMMANDS = {
+    "replicate": cmd_replicate,
+    "offsite": cmd_offsite,
+    "repair": cmd_repair,
+    "seed": cmd_seed,
+}
 
 
 def add_parsers(sub, common) -> None:
@@ -101,6 +142,11 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--windows", help="'mon-fri 08:00-18:00 512kbit; * * 20mbit' (first match)")
     p = sub.add_parser("repair", parents=[common], help="fetch damaged chunks from a vault")
     p.add_argument("--from", dest="source", required=True, help="the vault (TARGET)")
+    p.add_argument("--host-key", help="pin the vault host's key ('ssh-ed25519 AAAA...')")
+    p = sub.add_parser("seed", parents=[common], help="rebuild a store from a vault")
+    p.add_argument("--from", dest="source", required=True, help="the vault (TARGET)")
+    p.add_argument("--key-file", required=True, help="the customer's 32-byte storage key")
+    p.add_argument("--appliance", help="whose points (default: the vault's only appliance)")
     p.add_argument("--host-key", help="pin the vault host's key ('ssh-ed25519 AAAA...')")
     p = sub.add_parser("offsite", parents=[common], help="off-site copies, backlog, rate, ETA")
     p.add_argument("target", nargs="?", help="ask this vault first (default: the last state)")
