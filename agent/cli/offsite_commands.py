@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import json
 
-from agent.cli.common import EXIT_DAMAGE, EXIT_OK, open_store, progress_of, store_path
+from agent.cli.common import (
+    EXIT_DAMAGE,
+    EXIT_OK,
+    open_store,
+    progress_of,
+    report_skipped,
+    store_path,
+)
 
 
 def cmd_replicate(args) -> int:
@@ -19,17 +26,12 @@ def cmd_replicate(args) -> int:
         "servers": args.server,
     }
     result = run_replicate(store_path(args), params, progress_of(args))
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for skipped in result["skipped"]:
-            print(f"NOT SENT {skipped['point']}: {skipped['reason']}")
-        print(
-            f"{result['points_sent']} point(s), {result['blobs_sent']} blob(s), "
-            f"{result['bytes_sent']} bytes sent to {result['vault']}; "
-            f"{result['points_on_vault']}/{result['points_local']} points on the vault"
-        )
-    return EXIT_DAMAGE if result["skipped"] else EXIT_OK
+    summary = (
+        f"{result['points_sent']} point(s), {result['blobs_sent']} blob(s), "
+        f"{result['bytes_sent']} bytes sent to {result['vault']}; "
+        f"{result['points_on_vault']}/{result['points_local']} points on the vault"
+    )
+    return report_skipped(args, result, "SENT", [summary])
 
 
 def cmd_offsite(args) -> int:
@@ -107,16 +109,11 @@ def cmd_seed(args) -> int:
         result = seed(
             root, Path(args.key_file), conn, app=args.appliance, progress=progress_of(args)
         )
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for skipped in result["skipped"]:
-            print(f"NOT SEEDED {skipped['point']}: {skipped['reason']}")
-        print(
-            f"{result['points_seeded']} point(s) seeded from {result['vault']} "
-            f"({result['bytes_fetched']} bytes); {result['points_in_store']} in the store"
-        )
-    return EXIT_DAMAGE if result["skipped"] else EXIT_OK
+    summary = (
+        f"{result['points_seeded']} point(s) seeded from {result['vault']} "
+        f"({result['bytes_fetched']} bytes); {result['points_in_store']} in the store"
+    )
+    return report_skipped(args, result, "SEEDED", [summary])
 
 
 COMMANDS = {

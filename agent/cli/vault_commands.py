@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agent.cli.common import EXIT_DAMAGE, EXIT_OK, Parser, count, progress_of
+from agent.cli.common import EXIT_DAMAGE, EXIT_OK, Parser, count, progress_of, report_skipped
 
 
 def cmd_vault_init(args) -> int:
@@ -74,17 +74,12 @@ def cmd_vault_replicate(args) -> int:
         lambda: rate_at(windows, limit, dt.datetime.now(dt.UTC), zone("UTC")), on_wait=progress.beat
     )
     result = replicate_vault(vault, target, pace=throttle.take, progress=progress)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for skipped in result["skipped"]:
-            print(f"NOT SENT {skipped['point']}: {skipped['reason']}")
-        for app in result["appliances"]:
-            print(
-                f"{app['appliance']}: {app['points_sent']} point(s) sent, "
-                f"{app['points_there']} on {result['target_vault']}"
-            )
-    return EXIT_DAMAGE if result["skipped"] else EXIT_OK
+    summary = [
+        f"{app['appliance']}: {app['points_sent']} point(s) sent, "
+        f"{app['points_there']} on {result['target_vault']}"
+        for app in result["appliances"]
+    ]
+    return report_skipped(args, result, "SENT", summary)
 
 
 VAULT_COMMANDS = {
