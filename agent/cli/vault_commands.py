@@ -82,11 +82,33 @@ def cmd_vault_replicate(args) -> int:
     return report_skipped(args, result, "SENT", summary)
 
 
+def cmd_vault_retention(args) -> int:
+    import datetime as dt
+
+    from agent.store.backup import parse_time
+    from agent.vault.retention import apply_retention
+    from agent.vault.store import open_vault
+
+    now = parse_time(args.now) if args.now else dt.datetime.now(dt.UTC)
+    report = apply_retention(open_vault(args.dir), now)
+    if args.json:
+        print(json.dumps(report))
+        return EXIT_OK
+    for app in report["appliances"]:
+        print(
+            f"{app['appliance']}: kept {len(app['kept'])}, trashed {len(app['trashed'])}, "
+            f"purged {len(app['purged_points'])} ({app['bytes_freed']} bytes freed)"
+            + (f"; {app['purge_postponed']}" if app.get("purge_postponed") else "")
+        )
+    return EXIT_OK
+
+
 VAULT_COMMANDS = {
     "init": cmd_vault_init,
     "verify": cmd_vault_verify,
     "serve": cmd_vault_serve,
     "replicate": cmd_vault_replicate,
+    "retention": cmd_vault_retention,
 }
 
 
@@ -123,3 +145,6 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--limit", help="bytes/s (512K, 4M, 20mbit)")
     p.add_argument("--windows", help="'mon-fri 08:00-18:00 20mbit; * * off' (UTC)")
     p.add_argument("--host-key", help="pin the target host's key ('ssh-ed25519 AAAA...')")
+    p = vault_sub.add_parser("retention", parents=[common], help="apply the off-site policies")
+    p.add_argument("dir")
+    p.add_argument("--now", help="ISO-8601 (default now)")

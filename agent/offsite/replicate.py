@@ -147,9 +147,11 @@ def replicate(
     pace: Callable[[int], None] | None = None,
     progress: Progress | None = None,
     on_commit: Callable[[str, dict], None] | None = None,
+    policies: dict[str, dict] | None = None,
 ) -> dict:
     """Send every point the vault does not hold whole (and did not retire); a summary.
-    The run's progress and each commit are kept in the off-site state as it goes."""
+    ``policies`` (server -> off-site retention policy) go to the vault first. The run's
+    progress and each commit are kept in the off-site state as it goes."""
     if order not in ORDERS:
         raise UsageError(f"order must be one of {', '.join(ORDERS)}")
     known_hosts, identity = vault_files(store.root)
@@ -158,6 +160,8 @@ def replicate(
         recorder = RunRecorder(store.root, target.text)
         try:
             with connect(target, known_hosts, identity) as conn:
+                for server, policy in (policies or {}).items():
+                    conn.call("policy", appliance=app, server=server, policy=policy)
                 run = _Run(store, conn, app, recorder, on_commit)
                 result = run.send_all(servers, order, pace, progress or Progress())
         except BaseException as exc:
@@ -178,8 +182,9 @@ class _Run:
     def send_all(self, servers, order: str, pace, progress: Progress) -> dict:
         store, conn = self.store, self.conn
         remote = remote_points(conn, self.app)
-        record_vault_points(store.root, self.recorder.target, conn.vault_name, remote["points"],
-                            remote["retired"])  # fmt: skip
+        record_vault_points(
+            store.root, self.recorder.target, conn.vault_name, remote["points"], remote["retired"]
+        )
         whole = {p["point"] for p in remote["points"] if p.get("whole")}
         retired = set(remote["retired"])
         points = list(local_points(store, servers))
@@ -201,8 +206,13 @@ class _Run:
             sender.close()
         progress.finish()
         on_vault = len(whole & {r.id for r, _ in points})
-        return {"appliance": self.app, "vault": conn.vault_name, **sender.stats.to_json(),
-                "points_local": len(points), "points_on_vault": on_vault}  # fmt: skip
+        return {
+            "appliance": self.app,
+            "vault": conn.vault_name,
+            **sender.stats.to_json(),
+            "points_local": len(points),
+            "points_on_vault": on_vault,
+        }
 
     def _send_one(self, sender, record, catalog, known, whole) -> None:
         try:

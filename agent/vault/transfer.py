@@ -56,8 +56,12 @@ class SendStats:
     skipped: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"points_sent": self.points_sent, "blobs_sent": self.blobs_sent,
-                "bytes_sent": self.bytes_sent, "skipped": self.skipped}  # fmt: skip
+        return {
+            "points_sent": self.points_sent,
+            "blobs_sent": self.blobs_sent,
+            "bytes_sent": self.bytes_sent,
+            "skipped": self.skipped,
+        }
 
 
 ReadBlob = Callable[[bytes], tuple[bytes, bytes]]  # id -> (sealed bytes, sha256); BlobUnavailable
@@ -174,8 +178,14 @@ class PointSender:
             self._put(blob_id, data, digest)
 
     def _put(self, blob_id: bytes, data: bytes, digest: bytes) -> None:
-        pending = self.conn.send("put", data, pace=self._paced, appliance=self.app,
-                                 blob=blob_id.hex(), sha256=digest.hex())  # fmt: skip
+        pending = self.conn.send(
+            "put",
+            data,
+            pace=self._paced,
+            appliance=self.app,
+            blob=blob_id.hex(),
+            sha256=digest.hex(),
+        )
         self.stats.blobs_sent += 1
         self.progress.advance(len(data))
         self._acks.append((pending, len(data)))
@@ -201,11 +211,15 @@ class PointSender:
             self._ack_oldest()
 
     def _commit(self, plan: PointPlan) -> dict:
-        point = {"point": plan.point, "index": plan.index[0].hex(),
-                 "catalog": plan.catalog[0].hex()}  # fmt: skip
+        point = {
+            "point": plan.point,
+            "index": plan.index[0].hex(),
+            "catalog": plan.catalog[0].hex(),
+        }
         for attempt in (1, 2):
-            pending = self.conn.send("commit", pack_ids(plan.blob_ids), appliance=self.app,
-                                     point=point)  # fmt: skip
+            pending = self.conn.send(
+                "commit", pack_ids(plan.blob_ids), appliance=self.app, point=point
+            )
             self._settle()
             try:
                 message, _ = pending.result()
