@@ -98,16 +98,26 @@ def _purge(vault: VaultStore, app: str, now: datetime) -> dict:
                 record = json.loads(raw)
                 purged.append(record["point"])
                 candidates.update(bytes.fromhex(record[k]) for k in ("index", "catalog"))
-    deleted = freed = 0
+    deleted = freed = refused = 0
     for blob_id in candidates - live:
         size = vault.backend.blob_size(app, blob_id)
-        if size is not None and vault.backend.remove_blob(app, blob_id) is not False:
+        if size is None:
+            continue
+        if vault.backend.remove_blob(app, blob_id):
             deleted, freed = deleted + 1, freed + size
+        else:
+            refused += 1
     vault.backend.sync()
-    for keys in batches.values():
-        for key in keys:
-            vault.backend.delete_record(key)
-    return {"purged_points": sorted(purged), "blobs_deleted": deleted, "bytes_freed": freed}
+    if not refused:  # else the batches stay, and a later run deletes what the lock kept
+        for keys in batches.values():
+            for key in keys:
+                vault.backend.delete_record(key)
+    return {
+        "purged_points": sorted(purged),
+        "blobs_deleted": deleted,
+        "bytes_freed": freed,
+        "blobs_locked": refused,
+    }
 
 
 def _live_blobs(vault: VaultStore, app: str) -> set[bytes]:
