@@ -190,7 +190,8 @@ class VaultSession:
         self._answer(rid, ok=True)
 
     def sync(self, rid, payload) -> None:
-        self.writer.drain()  # what this connection received is stored
+        self.writer.drain()  # what this connection received is stored...
+        self.vault.backend.sync()  # ...and its names are durable, before another commits
         self._answer(rid, ok=True)
 
     def policy(self, rid, payload, appliance=None, server=None, policy=None) -> None:

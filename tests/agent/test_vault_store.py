@@ -139,3 +139,21 @@ def test_vault_init_is_idempotent_and_refuses_a_non_empty_directory(tmp_path):
     assert run.returncode == 1 and run.stderr.startswith("bdr-agent:")
     run = run_cli("vault", "verify", str(tmp_path / "nothing"))
     assert run.returncode == 2 and "no vault at" in run.stderr
+
+
+def test_a_killed_receivers_whole_temp_files_are_adopted_and_torn_ones_deleted(vault):
+    """What a vault serve killed between writing a blob and renaming it leaves behind."""
+    whole_id, whole = blob(1)
+    torn_id, torn = blob(2)
+    backend = vault.backend
+    for blob_id, data in ((whole_id, whole), (torn_id, torn)):
+        tmp = backend.stage_blob(APP, blob_id, data, sha256(data))
+        dead = tmp.with_name(tmp.name.replace(f".tmp.{os.getpid()}.", ".tmp.999999999."))
+        tmp.rename(dead)
+        if blob_id == torn_id:
+            dead.write_bytes(dead.read_bytes()[:-10])
+    assert vault.lacking(APP, [whole_id, torn_id]) == [whole_id, torn_id]
+    assert backend.adopt_temps(APP) == (1, 1)
+    assert vault.lacking(APP, [whole_id, torn_id]) == [torn_id]
+    assert vault.read_blob(APP, whole_id) == (whole, sha256(whole))
+    assert not list((vault.root / "appliances" / APP / "blobs").glob("*/.tmp.*"))
