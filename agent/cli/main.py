@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from agent.cli import restore_commands, vm_commands
+from agent.cli import offsite_commands, restore_commands, vault_commands, vm_commands
 from agent.cli.common import (
     EXIT_DAMAGE,
     EXIT_FAILURE,
@@ -178,6 +178,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 COMMANDS.update(vm_commands.COMMANDS)  # nbd, vm, bootcheck
 COMMANDS.update(restore_commands.COMMANDS)  # ls, find, cat, partitions, zip, restore-files, ...
+COMMANDS.update(vault_commands.COMMANDS)  # vault init, serve, verify, replicate, retention
+COMMANDS.update(offsite_commands.COMMANDS)  # replicate, offsite, repair, seed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tick", type=float, default=20.0, help="seconds between checks")
     p.add_argument("--once", action="store_true", help="one check, then exit")
     restore_commands.add_parsers(sub, common)
+    vault_commands.add_parsers(sub, common)
+    offsite_commands.add_parsers(sub, common)
     return parser
 
 

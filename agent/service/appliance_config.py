@@ -28,6 +28,17 @@ DEFAULT_SETTINGS = {
     "bootcheck_servers": {},
     "bootcheck_marker": "",  # text on COM1 that means booted; empty: a settled screen
     "bootcheck_timeout": 300,
+    # Off-site: the vault (TARGET of ``replicate``), its pinned host key, the uplink limit
+    # and its time windows (agent.vault.throttle's grammar, read again every second while a
+    # replication runs), and which points go first.
+    "offsite_target": "",
+    "offsite_host_key": "",
+    "offsite_limit": "",
+    "offsite_windows": "",
+    "offsite_order": "newest",
+    # Per server, the off-site retention policy the vaults apply (it may keep more than the
+    # local one, e.g. {"yearly": 7}); pushed to the vault by every replication.
+    "offsite_policies": {},
 }
 BOOTCHECK_MODES = ("off", "each", "daily")
 
@@ -143,6 +154,7 @@ def save_settings(store: Path, changes: dict) -> dict:
     if "rollup_hour" in changes and changes["rollup_hour"] not in range(24):
         raise ConfigError("rollup_hour must be 0 to 23")
     _check_bootcheck_settings(changes)
+    _check_offsite_settings(changes)
     settings = {**load_settings(store), **changes}
     write_json_atomic(_dir(store) / "settings.json", settings)
     return settings
@@ -161,3 +173,57 @@ def _check_bootcheck_settings(changes: dict) -> None:
         raise ConfigError("bootcheck_timeout must be 5 to 3600 seconds")
     if not isinstance(changes.get("bootcheck_marker", ""), str):
         raise ConfigError("bootcheck_marker must be text")
+
+
+def _check_offsite_settings(changes: dict) -> None:
+    from agent.confinement import parse_host_key
+    from agent.errors import UsageError
+    from agent.vault.targets import parse_target
+    from agent.vault.throttle import parse_rate, parse_windows
+
+    _check_offsite_policies(changes.get("offsite_policies", {}))
+    texts = {
+        k: v for k, v in changes.items() if k.startswith("offsite_") and k != "offsite_policies"
+    }
+    if not all(isinstance(v, str) for v in texts.values()):
+        raise ConfigError("off-site settings are text")
+    try:
+        if texts.get("offsite_target"):
+            parse_target(texts["offsite_target"])
+        parse_rate(texts.get("offsite_limit"))
+        parse_windows(texts.get("offsite_windows"))
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from None
+    if texts.get("offsite_host_key") and parse_host_key(texts["offsite_host_key"]) is None:
+        raise ConfigError("offsite_host_key must be one 'ssh-ed25519|ecdsa-sha2-*|ssh-rsa' key")
+    if texts.get("offsite_order", "newest") not in ("newest", "oldest"):
+        raise ConfigError("offsite_order must be newest or oldest")
+
+
+def _check_offsite_policies(policies) -> None:
+    from agent.store.retention import RetentionPolicy
+
+    if not isinstance(policies, dict) or not all(SERVER_NAME.match(str(k)) for k in policies):
+        raise ConfigError("offsite_policies must map server names to retention policies")
+    for server, policy in policies.items():
+        try:
+            RetentionPolicy(**policy)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"off-site policy of {server}: {exc}") from None
+
+
+def offsite_rate(store: Path, limit: str | None = None, windows: str | None = None):
+    """The throttle's rate source: ``limit`` and ``windows`` when given (the CLI's flags),
+    else the settings, read again at each call so the portal can change them mid-run."""
+    from agent.vault.throttle import parse_rate, parse_windows, rate_at, zone
+
+    def rate_now() -> float | None:
+        import datetime as dt
+
+        settings = load_settings(store)
+        spec = windows if windows is not None else settings["offsite_windows"]
+        default = parse_rate(limit if limit is not None else settings["offsite_limit"])
+        now = dt.datetime.now(dt.UTC)
+        return rate_at(parse_windows(spec), default, now, zone(settings["timezone"]))
+
+    return rate_now

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 AGENT = Path(__file__).resolve().parents[2] / "agent"
-SUBPACKAGES = ("store", "restore", "vm", "service", "cli")
+SUBPACKAGES = ("store", "restore", "vm", "vault", "offsite", "service", "cli")
 
 
 def _module_name(path: Path) -> str:

@@ -55,12 +55,27 @@ class SshServer:
         return self.host_key
 
 
-def forced_command(store: Path) -> str:
+def _carried_env() -> str:
     # sshd gives the forced command a fresh environment: carry a moved test clock and the
     # run's confinement config across (on an appliance the config is /etc/bdr-agent's).
     carried = ("BDR_TEST_CLOCK_OFFSET", "BDR_AGENT_CONFIG")
-    prefix = "".join(f"{k}={os.environ[k]} " for k in carried if os.environ.get(k))
-    return f"{prefix}{sys.executable} -m agent --store {store} rpc"
+    return "".join(f"{k}={os.environ[k]} " for k in carried if os.environ.get(k))
+
+
+def forced_command(store: Path) -> str:
+    return f"{_carried_env()}{sys.executable} -m agent --store {store} rpc"
+
+
+def vault_forced_command(vault: Path, appliance: str = "") -> str:
+    """The forced command of a vault host: ``bdr-agent vault serve DIR``."""
+    only = f" --appliance {appliance}" if appliance else ""
+    return f"{_carried_env()}{sys.executable} -m agent vault serve {vault}{only}"
+
+
+def authorize(server: SshServer, public_key: str, command: str) -> None:
+    """Let ``public_key`` in as well, with its own forced command."""
+    with open(server.authorized_keys, "a") as f:
+        f.write(f'restrict,command="{command}" {public_key.strip()} added@test\n')
 
 
 def _start(config: Path, port: int) -> subprocess.Popen:
@@ -70,28 +85,40 @@ def _start(config: Path, port: int) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=open(config.parent / "sshd.log", "ab"),
     )  # noqa: SIM115
-    deadline = time.monotonic() + 10
+    return wait_listening(proc, port, config.parent / "sshd.log", timeout=10)
+
+
+def wait_listening(
+    proc: subprocess.Popen, port: int, log: Path, timeout: float
+) -> subprocess.Popen:
+    """``proc`` once it accepts connections on 127.0.0.1:``port``; RuntimeError with its
+    log's tail if it exits or does not listen in time."""
+    name = Path(proc.args[0]).name
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"sshd exited: {(config.parent / 'sshd.log').read_text()[-2000:]}")
+            raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return proc
         except OSError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("sshd did not start listening")
+    raise RuntimeError(f"{name} did not start listening")
 
 
-def start_sshd(workdir: Path, store: Path, *, extra_env: dict | None = None) -> SshServer:
-    """Start sshd whose only authorized key runs ``bdr-agent rpc`` on ``store``."""
+def start_sshd(
+    workdir: Path, store: Path, *, extra_env: dict | None = None, command: str = ""
+) -> SshServer:
+    """Start sshd whose only authorized key runs ``bdr-agent rpc`` on ``store`` (or
+    ``command``, e.g. ``vault_forced_command``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     host_key = workdir / "ssh_host_ed25519_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
     private, public = generate_client_key()
     authorized = workdir / "authorized_keys"
     env_prefix = " ".join(f"{k}={v}" for k, v in (extra_env or {}).items())
-    command = f"{env_prefix} {forced_command(store)}".strip()
+    command = f"{env_prefix} {command or forced_command(store)}".strip()
     authorized.write_text(f'restrict,command="{command}" {public} bdr-portal@test\n')
     port = free_port()
     config = workdir / "sshd_config"

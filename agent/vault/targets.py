@@ -1,0 +1,166 @@
+"""Replication targets: a vault directory, ``ssh://user@host[:port]/DIR`` or ``s3://bucket/prefix``.
+
+Every target is reached the same way, through a ``vault serve`` process: over SSH for a
+vault host (whose forced command is ``bdr-agent vault serve DIR``), or as a local child
+process for a directory or an S3 bucket. The SSH host key must be pinned beforehand in the
+caller's own known_hosts file (``pin_host_key``); an unknown or changed key is refused by
+ssh itself (``StrictHostKeyChecking=yes``), never accepted on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.confinement import parse_host_key
+from agent.errors import Refused, UsageError
+from agent.vault.client import VaultConnection
+
+# AES-GCM first: with AES-NI it costs a fraction of chacha20-poly1305's CPU per byte, and
+# the link's encryption runs on the same two cores as everything else (chacha20 stays as
+# the fallback for hosts without it).
+CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com"
+SSH_TARGET = re.compile(
+    r"^ssh://(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]{0,31})@(?P<host>[A-Za-z0-9][A-Za-z0-9.-]{0,252}"
+    r"|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?(?P<path>/[A-Za-z0-9._/-]*)$"
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed TARGET."""
+
+    kind: str  # "dir", "ssh" or "s3"
+    text: str
+    path: str = ""  # the vault directory (dir, ssh) or the s3:// URL
+    user: str = ""
+    host: str = ""
+    port: int = 22
+
+    @property
+    def pin_name(self) -> str:
+        """The host as a known_hosts line names it."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+def parse_target(text: str) -> Target:
+    """A TARGET from its text; UsageError when malformed."""
+    if not isinstance(text, str) or not text:
+        raise UsageError("no target given: a vault directory, ssh://user@host[:port]/DIR or s3://")
+    if text.startswith("s3://"):
+        if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,62}(/[A-Za-z0-9._/-]*)?$", text):
+            raise UsageError(f"bad S3 target {text!r}: s3://bucket/prefix")
+        return Target("s3", text, path=text)
+    if text.startswith("ssh://"):
+        match = SSH_TARGET.match(text)
+        port = int(match.group("port") or 22) if match else 0
+        path = match.group("path") if match else ""
+        if not match or not 1 <= port <= 65535 or ".." in path.split("/"):
+            raise UsageError(f"bad target {text!r}: ssh://user@host[:port]/DIR")
+        host = match.group("host").strip("[]")
+        return Target("ssh", text, path=path, user=match.group("user"), host=host, port=port)
+    if "://" in text:
+        raise UsageError(f"bad target {text!r}: a directory, ssh:// or s3://")
+    return Target("dir", text, path=os.path.abspath(text))
+
+
+def pinned_key(known_hosts: Path, target: Target) -> str | None:
+    """The host key pinned for the target's host and port, if any."""
+    try:
+        lines = known_hosts.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        name, _, key = line.partition(" ")
+        if name == target.pin_name:
+            return key.strip()
+    return None
+
+
+def pin_host_key(known_hosts: Path, target: Target, host_key: str) -> None:
+    """Pin ``host_key`` for the target; Refused if another key is pinned there already
+    (a changed host key is an alarm, never an update: remove the old pin by hand)."""
+    key = parse_host_key(host_key)
+    if key is None:
+        raise UsageError("bad host key: one 'ssh-ed25519|ecdsa-sha2-*|ssh-rsa BASE64' key")
+    old = pinned_key(known_hosts, target)
+    if old == key:
+        return
+    if old is not None:
+        raise Refused(f"vault {target.pin_name} already has another pinned host key; refused")
+    known_hosts.parent.mkdir(parents=True, exist_ok=True)
+    with open(known_hosts, "a") as f:
+        f.write(f"{target.pin_name} {key}\n")
+
+
+def ensure_identity(path: Path, comment: str) -> Path:
+    """The SSH key this side presents to vault hosts (made on first use)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
+                        "-f", str(path)], check=True, capture_output=True)  # fmt: skip
+    return path
+
+
+def serve_argv(target: Target, known_hosts: Path | None = None, identity: Path | None = None):
+    """The command that reaches ``vault serve`` for ``target``."""
+    if target.kind != "ssh":
+        return [sys.executable, "-m", "agent", "vault", "serve", target.path]
+    if known_hosts is None or identity is None or pinned_key(known_hosts, target) is None:
+        raise Refused(
+            f"no host key pinned for vault {target.pin_name}: pin it first (--host-key); "
+            "a vault's key is never accepted on first use"
+        )
+    return ["ssh", "-T", "-i", str(identity), "-p", str(target.port),
+            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "IdentitiesOnly=yes", "-o", "Compression=no", "-c", CIPHERS,
+            "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
+            f"{target.user}@{target.host}", "bdr-agent", "vault", "serve", target.path]  # fmt: skip
+
+
+def connect(
+    target: Target, known_hosts: Path | None = None, identity: Path | None = None
+) -> VaultConnection:
+    """A greeted connection to the target's ``vault serve``."""
+    conn = VaultConnection(serve_argv(target, known_hosts, identity), label=target.text)
+    try:
+        conn.hello()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextlib.contextmanager
+def all_closed(conns: list[VaultConnection]):
+    """``conns`` in a with block that closes every one of them."""
+    try:
+        yield conns
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def connect_streams(
+    target: Target,
+    known_hosts: Path | None = None,
+    identity: Path | None = None,
+    streams: int | None = None,
+) -> list[VaultConnection]:
+    """Greeted connections for sending: ``streams`` of them, or (None) as many as the
+    measured round trip needs (see ``agent.vault.streams``). Close them all when done."""
+    from agent.vault.streams import open_more, round_trip, streams_for
+
+    first = connect(target, known_hosts, identity)
+    try:
+        count = streams if streams else streams_for(round_trip(first))
+        return open_more(first, lambda: connect(target, known_hosts, identity), count)
+    except BaseException:
+        first.close()
+        raise
