@@ -104,8 +104,8 @@ def dispatch_job(job_id: int) -> Job:
     params.update(kind_of.start_params(job), ref=f"portal-job-{job.pk}")
     try:
         with sync.open_agent(job.appliance) as agent:
-            if kind_of.push_config and job.server is not None:
-                sync.push_server_config(job.server, agent)
+            if kind_of.prepare is not None:
+                kind_of.prepare(job, agent)
             record = agent.call(kind_of.start_method or f"{job.kind}.start", **params)
     except (AgentError, *UNREACHABLE) as exc:
         audit_refusal(getattr(exc, "code", None), str(exc), job)  # the appliance said no

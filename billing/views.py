@@ -356,7 +356,16 @@ def billing_report_consumers_csv(request):
     rows = reports.top_consumers(request.user, month)
     return exports.csv_response(
         f"top-storage-{month:%Y-%m}.csv",
-        ["customer", "appliance", "serial", "model", "average_gb", "samples", "overage_billed"],
+        [
+            "customer",
+            "appliance",
+            "serial",
+            "model",
+            "average_gb",
+            "samples",
+            "measured",
+            "overage_billed",
+        ],  # fmt: skip
         (
             [
                 r["customer"],
@@ -365,6 +374,7 @@ def billing_report_consumers_csv(request):
                 r["model"],
                 r["average_gb"],
                 r["samples"],
+                r["measured"],
                 r["overage_billed"],
             ]
             for r in rows

@@ -1,0 +1,153 @@
+"""Writes for off-site copies: the vault inventory, each appliance's vault and throttle, and
+replication jobs. Each change is audited; what the appliance must know is pushed to it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from appliances import jobs
+from appliances.client import AgentClient, AgentError, TransportError
+from appliances.models import Appliance, ApplianceState, Job, JobKind, JobState
+from offsite.models import ApplianceOffsite, Vault
+from portal import audit
+from portal.models import User
+from restores.models import RecoveryPoint
+
+GB = 10**9
+
+
+@transaction.atomic
+def save_vault(
+    vault: Vault, *, capacity_gb: int, actor: User, request=None, changed: list | None = None
+) -> Vault:
+    """Add a vault to the inventory, or save changes to one (appliances using it get the new
+    endpoint and host key before their next replication)."""
+    creating = vault.pk is None
+    vault.capacity_bytes = capacity_gb * GB
+    vault.full_clean()
+    vault.save()
+    detail = {"endpoint": vault.endpoint, "data_centre": vault.data_centre}
+    if changed is not None:
+        detail["changed"] = changed
+    audit.record(actor, "vault.create" if creating else "vault.update", vault, request=request,
+                 detail=detail)  # fmt: skip
+    return vault
+
+
+def offsite_of(appliance: Appliance) -> ApplianceOffsite:
+    """The appliance's off-site record (made on first use)."""
+    offsite, _ = ApplianceOffsite.objects.select_related("vault__second_vault").get_or_create(
+        appliance=appliance
+    )
+    offsite.appliance = appliance
+    return offsite
+
+
+def agent_settings(offsite: ApplianceOffsite) -> dict:
+    """What the appliance's agent is told (settings.set): its namespace on vaults (the
+    serial), its vault and the vault's pinned host key, the throttle windows, and the time
+    zone their hours are in (the site's)."""
+    vault = offsite.vault
+    return {
+        "serial": offsite.appliance.serial,
+        "timezone": offsite.appliance.site.timezone,
+        "offsite_target": vault.endpoint if vault else "",
+        "offsite_host_key": vault.host_key if vault else "",
+        "offsite_windows": offsite.windows,
+    }
+
+
+def push_settings(offsite: ApplianceOffsite, agent: AgentClient | None = None) -> str | None:
+    """Send the off-site settings to the appliance now; the problem in words if that failed
+    (a replication the portal starts pushes them again first, so a failed push is not lost)."""
+    from appliances import sync
+
+    appliance = offsite.appliance
+    if agent is None and not appliance.takes_jobs:
+        problem = f"{appliance.name} is not online; the change will be sent before its next "
+        problem += "replication."
+    else:
+        try:
+            if agent is None:
+                with sync.open_agent(appliance) as session:
+                    session.call("settings.set", **agent_settings(offsite))
+            else:
+                agent.call("settings.set", **agent_settings(offsite))
+            problem = None
+        except AgentError as exc:
+            problem = f"Saved, but the appliance refused it: {exc}"
+        except (sync.ApplianceUnavailable, TransportError) as exc:
+            problem = f"Saved, but not yet on the appliance: {exc}"
+    ApplianceOffsite.objects.filter(pk=offsite.pk).update(
+        pushed_at=None if problem else timezone.now(), push_error=(problem or "")[:500]
+    )
+    return problem
+
+
+def assign_vault(
+    appliance: Appliance, vault: Vault | None, *, actor: User, request=None
+) -> str | None:
+    """Make ``vault`` the appliance's vault (None: no off-site copy); push it."""
+    with transaction.atomic():
+        offsite = offsite_of(appliance)
+        before = offsite.vault
+        offsite.vault = vault
+        offsite.save(update_fields=["vault"])
+        audit.record(actor, "offsite.vault_assigned", appliance, request=request, detail={
+            "vault": vault.name if vault else None, "before": before.name if before else None,
+        })  # fmt: skip
+    return push_settings(offsite)
+
+
+def set_windows(appliance: Appliance, windows: str, *, actor: User, request=None) -> str | None:
+    """Change the appliance's throttle windows; the agent applies them to a running
+    replication too."""
+    with transaction.atomic():
+        offsite = offsite_of(appliance)
+        before = offsite.windows
+        offsite.windows = windows
+        offsite.save(update_fields=["windows"])
+        audit.record(actor, "offsite.windows_changed", appliance, request=request,
+                     detail={"windows": windows, "before": before})  # fmt: skip
+    return push_settings(offsite)
+
+
+def start_replication(appliance: Appliance, *, actor: User | None, request=None) -> Job:
+    """Queue "Replicate now" (or a scheduled replication): one at a time per appliance."""
+    offsite = ApplianceOffsite.objects.filter(appliance=appliance).select_related("vault").first()
+    if offsite is None or offsite.vault is None:
+        raise ValidationError(f"{appliance.name} has no vault: assign one first.")
+    return jobs.queue_job(JobKind.REPLICATE, appliance, actor=actor, request=request,
+                          params={"vault": offsite.vault.name})  # fmt: skip
+
+
+def due_for_replication(now: dt.datetime, retry_after: dt.timedelta):
+    """Appliances that should replicate now: online, with a vault, a point not on it yet, no
+    replication running, and none failed within ``retry_after`` (a vault that is down is
+    not asked every few minutes, and raises one alert per failure, not a storm)."""
+    replications = Job.objects.filter(appliance=OuterRef("pk"), kind=JobKind.REPLICATE)
+    waiting = RecoveryPoint.objects.filter(server__appliance=OuterRef("pk"), on_vault=False)
+    return (
+        Appliance.objects.filter(state=ApplianceState.ONLINE, offsite__vault__isnull=False)
+        .filter(Exists(waiting))
+        .exclude(Exists(replications.filter(state__in=[JobState.QUEUED, JobState.RUNNING])))
+        .exclude(
+            Exists(replications.filter(state=JobState.FAILED, finished_at__gte=now - retry_after))
+        )
+    )
+
+
+def queue_due_replications(now: dt.datetime, retry_after: dt.timedelta) -> list[int]:
+    """Queue a replication for every appliance due one (the scheduled replications)."""
+    queued = []
+    for appliance in due_for_replication(now, retry_after):
+        try:
+            queued.append(start_replication(appliance, actor=None).pk)
+        except ValidationError:
+            continue  # it went offline, or a technician started one meanwhile
+    return queued
