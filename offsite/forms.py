@@ -8,7 +8,7 @@ from offsite.models import ApplianceOffsite, Vault
 
 class VaultForm(forms.ModelForm):
     capacity_gb = forms.IntegerField(
-        label="Capacity (GB)", min_value=0, max_value=10**9, help_text="1 GB = 10^9 bytes"
+        label="Capacity (GB)", min_value=0, max_value=10**9, help_text="1 GB = 2^30 bytes, as billing counts"
     )
 
     class Meta:
@@ -28,7 +28,7 @@ class VaultForm(forms.ModelForm):
         others = Vault.objects.all()
         if self.instance.pk:
             others = others.exclude(pk=self.instance.pk)
-            self.fields["capacity_gb"].initial = self.instance.capacity_bytes // 10**9
+            self.fields["capacity_gb"].initial = self.instance.capacity_bytes // 2**30
         self.fields["second_vault"].queryset = others
 
     def clean_endpoint(self):

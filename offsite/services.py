@@ -18,7 +18,7 @@ from portal import audit
 from portal.models import User
 from restores.models import RecoveryPoint
 
-GB = 10**9
+GB = 2**30  # as billing counts
 
 
 @transaction.atomic
