@@ -4,55 +4,21 @@ from __future__ import annotations
 
 import json
 
-from agent.cli.common import EXIT_DAMAGE, EXIT_OK, open_store, progress_of, store_path
-
-
-def _target(args):
-    from agent.offsite.replicate import vault_files
-    from agent.vault.targets import parse_target, pin_host_key
-
-    target = parse_target(args.target)
-    if getattr(args, "host_key", None) and target.kind == "ssh":
-        pin_host_key(vault_files(store_path(args))[0], target, args.host_key)
-    return target
-
-
-def _settings(args) -> dict:
-    from agent.service import appliance_config
-
-    return appliance_config.load_settings(store_path(args))
-
-
-def _appliance(args) -> str:
-    from agent.offsite.replicate import appliance_id
-
-    return appliance_id(store_path(args), _settings(args).get("serial", ""))
-
-
-def throttle_of(args, progress):
-    """The token bucket of ``--limit``/``--windows``, or of the settings, re-read each second."""
-    from agent.service.appliance_config import offsite_rate
-    from agent.vault.throttle import Throttle, parse_rate, parse_windows
-
-    parse_rate(args.limit)  # a bad flag is a usage error now, not a silent default later
-    parse_windows(args.windows)
-    return Throttle(offsite_rate(store_path(args), args.limit, args.windows), on_wait=progress.beat)
+from agent.cli.common import EXIT_DAMAGE, EXIT_OK, progress_of, store_path
 
 
 def cmd_replicate(args) -> int:
-    from agent.offsite.replicate import replicate
+    from agent.service.offsite import run_replicate
 
-    store = open_store(args)
-    progress = progress_of(args)
-    result = replicate(
-        store,
-        _target(args),
-        app=_appliance(args),
-        servers=args.server or None,
-        order=args.order or _settings(args)["offsite_order"],
-        progress=progress,
-        pace=throttle_of(args, progress).take,
-    )
+    params = {
+        "target": args.target,
+        "host_key": args.host_key,
+        "limit": args.limit,
+        "windows": args.windows,
+        "order": args.order,
+        "servers": args.server,
+    }
+    result = run_replicate(store_path(args), params, progress_of(args))
     if args.json:
         print(json.dumps(result))
     else:
@@ -66,7 +32,25 @@ def cmd_replicate(args) -> int:
     return EXIT_DAMAGE if result["skipped"] else EXIT_OK
 
 
-COMMANDS = {"replicate": cmd_replicate}
+def cmd_offsite(args) -> int:
+    from agent.service.offsite import status
+
+    result = status(store_path(args), args.target)
+    if args.json:
+        print(json.dumps(result))
+        return EXIT_OK
+    for point in result["points"]:
+        print(f"{point['id']}  {', '.join(point['copies'])}")
+    eta = result["eta_seconds"]
+    print(
+        f"vault {result['vault'] or '?'}: {result['pending_points']} point(s) waiting, "
+        f"{result['backlog_bytes']} bytes, rate {result['rate'] or '?'} B/s, "
+        f"ETA {'?' if eta is None else f'{eta:.0f} s'}"
+    )
+    return EXIT_OK
+
+
+COMMANDS = {"replicate": cmd_replicate, "offsite": cmd_offsite}
 
 
 def add_parsers(sub, common) -> None:
@@ -77,9 +61,10 @@ def add_parsers(sub, common) -> None:
     p.add_argument(
         "--order",
         choices=("newest", "oldest"),
-        default="newest",
-        help="which points go first (default newest)",
+        help="which points go first (default: the settings', newest)",
     )
     p.add_argument("--host-key", help="pin the vault host's key ('ssh-ed25519 AAAA...')")
     p.add_argument("--limit", help="bytes/s (512K, 4M, 20mbit; default: the settings)")
     p.add_argument("--windows", help="'mon-fri 08:00-18:00 512kbit; * * 20mbit' (first match)")
+    p = sub.add_parser("offsite", parents=[common], help="off-site copies, backlog, rate, ETA")
+    p.add_argument("target", nargs="?", help="ask this vault first (default: the last state)")

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 
-from agent.errors import AgentError, UsageError
+from agent.errors import AgentError, UsageError, failure_line
+from agent.offsite.state import RunRecorder, record_vault_points
 from agent.records import write_json_atomic
 from agent.store.catalog import Catalog, PointRecord, index_digest
 from agent.store.codec import CHUNK_MAGIC, chunk_aad
@@ -166,48 +167,74 @@ def replicate(
     progress: Progress | None = None,
     on_commit: Callable[[str, dict], None] | None = None,
 ) -> dict:
-    """Send every point the vault does not hold whole (and did not retire); a summary."""
+    """Send every point the vault does not hold whole (and did not retire); a summary.
+    The run's progress and each commit are kept in the off-site state as it goes."""
     if order not in ORDERS:
         raise UsageError(f"order must be one of {', '.join(ORDERS)}")
-    progress = progress or Progress()
     known_hosts, identity = vault_files(store.root)
     lock_name = "replicate-" + hashlib.sha256(target.text.encode()).hexdigest()[:16]
-    with (
-        StoreLock(store.locks_dir, lock_name, "replicate"),
-        connect(target, known_hosts, identity) as conn,
-    ):
-        remote = remote_points(conn, app)
+    with StoreLock(store.locks_dir, lock_name, "replicate"):
+        recorder = RunRecorder(store.root, target.text)
+        try:
+            with connect(target, known_hosts, identity) as conn:
+                run = _Run(store, conn, app, recorder, on_commit)
+                result = run.send_all(servers, order, pace, progress or Progress())
+        except BaseException as exc:
+            recorder.finish(error=(failure_line(exc) or (repr(exc), 1))[0])
+            raise
+        recorder.finish()
+    return {"target": target.text, "order": order, **result}
+
+
+class _Run:
+    """One replication over an open connection."""
+
+    def __init__(self, store: Store, conn, app: str, recorder: RunRecorder, on_commit):
+        self.store, self.conn, self.app = store, conn, app
+        self.recorder = recorder
+        self.on_commit = on_commit
+
+    def send_all(self, servers, order: str, pace, progress: Progress) -> dict:
+        store, conn = self.store, self.conn
+        remote = remote_points(conn, self.app)
+        record_vault_points(store.root, self.recorder.target, conn.vault_name, remote["points"],
+                            remote["retired"])  # fmt: skip
         whole = {p["point"] for p in remote["points"] if p.get("whole")}
         retired = set(remote["retired"])
         points = list(local_points(store, servers))
         todo = [(r, c) for r, c in points if r.id not in whole and r.id not in retired]
         todo.sort(key=lambda rc: (rc[0].taken_at_dt, rc[0].id), reverse=order == "newest")
         known = KnownOnTarget(store, [r for r, _ in points], whole)
-        sender = PointSender(conn, app, store_reader(store), progress, pace, _size_of(store))
+
+        def paced(n: int) -> None:
+            if pace is not None:
+                pace(n)
+            self.recorder.sent(n)
+
+        sender = PointSender(conn, self.app, store_reader(store), progress, paced, _size_of(store))
         progress.start("replicate", 0)
         try:
             for record, catalog in todo:
-                _send_one(store, sender, record, catalog, known, whole, on_commit)
+                self._send_one(sender, record, catalog, known, whole)
         finally:
             sender.close()
         progress.finish()
-    stats = sender.stats.to_json()
-    return {"target": target.text, "appliance": app, "vault": conn.vault_name, **stats,
-            "points_local": len(points), "points_on_vault": len(whole & {r.id for r, _ in points}),
-            "order": order}  # fmt: skip
+        on_vault = len(whole & {r.id for r, _ in points})
+        return {"appliance": self.app, "vault": conn.vault_name, **sender.stats.to_json(),
+                "points_local": len(points), "points_on_vault": on_vault}  # fmt: skip
 
-
-def _send_one(store, sender, record, catalog, known, whole, on_commit) -> None:
-    try:
-        plan = plan_point(store, record, catalog, known.for_point(record))
-    except BlobUnavailable as exc:
-        sender.stats.skipped.append({"point": record.id, "reason": str(exc)})
-        return
-    vault_record = sender.send(plan)
-    if vault_record is not None:
-        whole.add(record.id)
-        if on_commit is not None:
-            on_commit(record.id, vault_record)
+    def _send_one(self, sender, record, catalog, known, whole) -> None:
+        try:
+            plan = plan_point(self.store, record, catalog, known.for_point(record))
+        except BlobUnavailable as exc:
+            sender.stats.skipped.append({"point": record.id, "reason": str(exc)})
+            return
+        vault_record = sender.send(plan)
+        if vault_record is not None:
+            whole.add(record.id)
+            self.recorder.committed(record.id, [self.conn.vault_name])
+            if self.on_commit is not None:
+                self.on_commit(record.id, vault_record)
 
 
 def remote_points(conn, app: str) -> dict:

@@ -194,6 +194,29 @@ def _export_cleanup(store_root: Path, params: dict, worker_pid: int) -> list:
     return remove_partial_export(params["dest"], params["point"], params["format"])
 
 
+# -- off-site ----------------------------------------------------------------------------------
+def _replicate(store_root: Path, params: dict, progress: Progress) -> dict:
+    from agent.service.offsite import run_replicate
+
+    return run_replicate(store_root, params, progress)
+
+
+def _replicate_failure(result: dict) -> str | None:
+    skipped = result.get("skipped") or []
+    if not skipped:
+        return None
+    named = "; ".join(f"{s['point']}: {s['reason']}" for s in skipped[:3])
+    return f"{len(skipped)} point(s) not sent: {named}"
+
+
+def _replicate_summary(result: dict) -> str:
+    return (
+        f"{result.get('points_sent', 0)} point(s), {result.get('bytes_sent', 0):,} bytes sent "
+        f"to vault {result.get('vault')}; {result.get('points_on_vault')}/"
+        f"{result.get('points_local')} points off-site"
+    )
+
+
 KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (
@@ -214,5 +237,12 @@ KINDS: dict[str, JobKind] = {
         ),
         JobKind("restore", _restore, _point_only, cleanup=_restore_cleanup),
         JobKind("export", _export, _point_only, cleanup=_export_cleanup),
+        JobKind(
+            "replicate",
+            _replicate,
+            lambda params: f"to {params.get('target') or 'the configured vault'}",
+            failure=_replicate_failure,
+            summary=_replicate_summary,
+        ),
     )
 }

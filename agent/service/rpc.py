@@ -22,6 +22,7 @@ from agent.service import appliance_config as config
 from agent.service.jobs import JobError
 from agent.service.rpc_appliance import ApplianceMethods
 from agent.service.rpc_files import FileMethods
+from agent.service.rpc_offsite import OffsiteMethods
 from agent.service.rpc_protocol import MAX_LINE, PROTOCOL_VERSION, SENT, RpcError
 from agent.service.rpc_vm import VmMethods
 
@@ -42,6 +43,7 @@ class Session:
         self.methods.update(VmMethods(self).methods())  # vm.*, virtualize.start, bootcheck.*
         # files.*, restore.start, export.start, exports.*, baremetal.key
         self.methods.update(FileMethods(self.store, self.send).methods())
+        self.methods.update(OffsiteMethods(self.store).methods())  # replicate.start, offsite.*
 
     # framing -------------------------------------------------------------------------------
     def send(self, message: dict, payload: bytes | None = None) -> None:
