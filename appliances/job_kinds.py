@@ -32,6 +32,9 @@ class JobType:
     # backup's server config, a replication's off-site settings): a push that failed when
     # it was saved is not lost.
     prepare: Callable[[Job, AgentClient], None] | None = None
+    # Called with each progress record the portal folds in while the job runs (its rate and
+    # ETA too), for kinds whose progress means more than the job's bar.
+    on_progress: Callable[[Job, dict, dt.datetime], None] | None = None
     # The agent's method that starts it; "" means "<kind>.start".
     start_method: str = ""
     # How people name one ("A VM of dc01 is already running").
@@ -77,6 +80,7 @@ REGISTRY: dict[str, JobType] = {
     "replicate": JobType(
         stall_limit=10 * MINUTES,
         on_finish=job_results.replication_mirrored,
+        on_progress=job_results.replication_progress,
         prepare=_push_offsite_settings,
         noun="replication",
     ),

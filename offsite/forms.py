@@ -8,7 +8,10 @@ from offsite.models import ApplianceOffsite, Vault
 
 class VaultForm(forms.ModelForm):
     capacity_gb = forms.IntegerField(
-        label="Capacity (GB)", min_value=0, max_value=10**9, help_text="1 GB = 2^30 bytes, as billing counts"
+        label="Capacity (GB)",
+        min_value=0,
+        max_value=10**9,
+        help_text="1 GB = 2^30 bytes, as billing counts",
     )
 
     class Meta:

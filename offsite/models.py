@@ -67,6 +67,9 @@ class ApplianceOffsite(models.Model):
     # The last push of vault and windows to the appliance (settings.set), and what went wrong.
     pushed_at = models.DateTimeField(null=True, blank=True)
     push_error = models.CharField(max_length=500, blank=True)
+    # The SSH public key the appliance shows vault hosts (rpc offsite.key), for their
+    # authorized_keys; read with each push.
+    appliance_key = models.TextField(blank=True)
 
     # Mirrored from the appliance's offsite.status (appliances/sync.py's poller, a
     # replication's end): when it was read, and what it said.

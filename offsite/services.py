@@ -4,6 +4,7 @@ replication jobs. Each change is audited; what the appliance must know is pushed
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -19,6 +20,7 @@ from portal.models import User
 from restores.models import RecoveryPoint
 
 GB = 2**30  # as billing counts
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @transaction.atomic
@@ -75,9 +77,9 @@ def push_settings(offsite: ApplianceOffsite, agent: AgentClient | None = None) -
         try:
             if agent is None:
                 with sync.open_agent(appliance) as session:
-                    session.call("settings.set", **agent_settings(offsite))
+                    _push(offsite, session)
             else:
-                agent.call("settings.set", **agent_settings(offsite))
+                _push(offsite, agent)
             problem = None
         except AgentError as exc:
             problem = f"Saved, but the appliance refused it: {exc}"
@@ -87,6 +89,30 @@ def push_settings(offsite: ApplianceOffsite, agent: AgentClient | None = None) -
         pushed_at=None if problem else timezone.now(), push_error=(problem or "")[:500]
     )
     return problem
+
+
+def _push(offsite: ApplianceOffsite, agent: AgentClient) -> None:
+    agent.call("settings.set", **agent_settings(offsite))
+    # "type base64" only: the comment is the agent's, the line below names the serial.
+    key = " ".join(str(agent.call("offsite.key").get("public_key") or "").split()[:2])[:1000]
+    if key != offsite.appliance_key:
+        offsite.appliance_key = key
+        ApplianceOffsite.objects.filter(pk=offsite.pk).update(appliance_key=key)
+
+
+def vault_authorized_keys_line(offsite: ApplianceOffsite) -> str:
+    """The line for the vault host's ``~bdr-vault/.ssh/authorized_keys`` that lets this
+    appliance in, to its own namespace only ("" until the appliance has told its key)."""
+    vault, serial = offsite.vault, offsite.appliance.serial
+    if vault is None or not offsite.appliance_key or not vault.endpoint.startswith("ssh://"):
+        return ""
+    if not SAFE_NAME.match(serial):
+        return ""  # never put text a shell would read otherwise into a forced command
+    from agent.vault.targets import parse_target
+
+    folder = parse_target(vault.endpoint).path
+    command = f"bdr-agent vault serve {folder} --appliance {serial}"
+    return f'restrict,command="{command}" {offsite.appliance_key} {serial}'
 
 
 def assign_vault(
@@ -117,13 +143,28 @@ def set_windows(appliance: Appliance, windows: str, *, actor: User, request=None
     return push_settings(offsite)
 
 
+def refresh_from_vault(appliance: Appliance) -> None:
+    """Have the appliance ask its vault which points it holds whole and where else it
+    copied them, and mirror that; ValidationError with the reason when it cannot."""
+    from appliances import sync
+    from offsite import mirror
+
+    if not ApplianceOffsite.objects.filter(appliance=appliance, vault__isnull=False).exists():
+        raise ValidationError(f"{appliance.name} has no vault: assign one first.")
+    try:
+        with sync.open_agent(appliance, retries=()) as agent:
+            mirror.mirror(appliance, agent, refresh=True)
+    except (AgentError, TransportError, sync.ApplianceUnavailable) as exc:
+        raise ValidationError(f"The vault could not be asked: {exc}") from None
+
+
 def start_replication(appliance: Appliance, *, actor: User | None, request=None) -> Job:
     """Queue "Replicate now" (or a scheduled replication): one at a time per appliance."""
     offsite = ApplianceOffsite.objects.filter(appliance=appliance).select_related("vault").first()
     if offsite is None or offsite.vault is None:
         raise ValidationError(f"{appliance.name} has no vault: assign one first.")
     return jobs.queue_job(JobKind.REPLICATE, appliance, actor=actor, request=request,
-                          params={"vault": offsite.vault.name})  # fmt: skip
+                          params={"target": offsite.vault.endpoint})  # fmt: skip
 
 
 def due_for_replication(now: dt.datetime, retry_after: dt.timedelta):

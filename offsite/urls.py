@@ -18,4 +18,9 @@ urlpatterns = [
         views.appliance_replicate,
         name="appliance_replicate",
     ),
+    path(
+        "appliances/<int:appliance_pk>/refresh/",
+        views.appliance_offsite_refresh,
+        name="appliance_offsite_refresh",
+    ),
 ]

@@ -88,6 +88,7 @@ def appliance_offsite(request, appliance_pk: int):
         "throttle_form": throttle_form,
         "jobs": selectors.replications_for(request.user, appliance)[:10],
         "running": selectors.running_replication(appliance),
+        "vault_keys_line": services.vault_authorized_keys_line(offsite),
         "now": timezone.now(),
         "threshold": _threshold(),
     }
@@ -123,3 +124,16 @@ def appliance_replicate(request, appliance_pk: int):
         messages.error(request, " ".join(exc.messages))
         return redirect("appliance_offsite", appliance_pk=appliance.pk)
     return redirect("job_detail", job_pk=job.pk)
+
+
+@msp_required
+@require_POST
+def appliance_offsite_refresh(request, appliance_pk: int):
+    """Ask the appliance to ask its vault what it holds (and where it copied it) now."""
+    appliance = selectors.appliance_offsite_for(request.user, appliance_pk)
+    try:
+        services.refresh_from_vault(appliance)
+        messages.success(request, f"{appliance.name} asked its vault; the copies are up to date.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("appliance_offsite", appliance_pk=appliance.pk)

@@ -64,7 +64,7 @@ def test_an_ssh_vault_needs_its_host_key_and_an_s3_one_none():
     [
         ("", ""),
         ("mon-fri 08:00-18:00 512kbit; * * 20mbit", "mon-fri 08:00-18:00 512kbit; * * 20mbit"),
-        ("  mon-fri   08:00-18:00  512kbit ;;* * 20mbit; ", "mon-fri 08:00-18:00 512kbit; * * 20mbit"),
+        ("mon-fri  08:00-18:00 512kbit ;;* * 20mbit; ", "mon-fri 08:00-18:00 512kbit; * * 20mbit"),
         ("sun 22:00-06:00 4M", "sun 22:00-06:00 4M"),
         ("sat,sun * off", "sat,sun * off"),
         ("* * 0", "* * 0"),
