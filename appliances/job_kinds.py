@@ -39,6 +39,10 @@ class JobType:
     start_method: str = ""
     # How people name one ("A VM of dc01 is already running").
     noun: str = ""
+    # Raise a critical alert when one fails. Not for replications: they are retried on a
+    # schedule and the off-site lag alert (offsite/mirror.py) says, once, when the copy
+    # falls behind, instead of one alert per failed run while a vault is down.
+    alert_on_failure: bool = True
 
 
 def _exact_paths(job: Job) -> dict:
@@ -83,6 +87,7 @@ REGISTRY: dict[str, JobType] = {
         on_progress=job_results.replication_progress,
         prepare=_push_offsite_settings,
         noun="replication",
+        alert_on_failure=False,
     ),
     # A VM's job lasts as long as the VM runs: no stall limit.
     "virtualize": JobType(stall_limit=None, on_finish=job_results.vm_ended, noun="VM"),

@@ -176,6 +176,7 @@ def finish_job(
         locked.save()
         if state == JobState.FAILED:
             audit_refusal((record or {}).get("error_code"), error, locked)
+        if state == JobState.FAILED and job_type(locked.kind).alert_on_failure:
             Alert.objects.create(
                 customer_id=locked.appliance.customer_id,
                 appliance_id=locked.appliance_id,

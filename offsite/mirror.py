@@ -194,7 +194,7 @@ def check_lag_alert(offsite: ApplianceOffsite, *, now: dt.datetime) -> None:
             kind=LAG_ALERT,
             severity=Severity.WARNING,
             message=(
-                f"{appliance.name}: off-site copy {hours} h behind (a point taken "
-                f"{offsite.waiting_since:%Y-%m-%d %H:%M} UTC is not on {offsite.vault.name} yet)"
+                f"{appliance.name}: off-site copy {hours} h behind: a recovery point has "
+                f"waited that long to reach {offsite.vault.name}"
             )[:500],
         )

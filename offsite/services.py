@@ -8,7 +8,7 @@ import re
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from appliances import jobs
@@ -168,14 +168,21 @@ def start_replication(appliance: Appliance, *, actor: User | None, request=None)
 
 
 def due_for_replication(now: dt.datetime, retry_after: dt.timedelta):
-    """Appliances that should replicate now: online, with a vault, a point not on it yet, no
-    replication running, and none failed within ``retry_after`` (a vault that is down is
-    not asked every few minutes, and raises one alert per failure, not a storm)."""
+    """Appliances that should replicate now: online, with a vault, something waiting for it
+    (never asked yet, points waiting by its last status, or a point taken since its newest
+    off-site one), no replication running, and none failed within ``retry_after`` (a vault
+    that is down is not asked every few minutes)."""
     replications = Job.objects.filter(appliance=OuterRef("pk"), kind=JobKind.REPLICATE)
-    waiting = RecoveryPoint.objects.filter(server__appliance=OuterRef("pk"), on_vault=False)
+    newer = RecoveryPoint.objects.filter(server__appliance=OuterRef("pk"), on_vault=False).filter(
+        Q(taken_at__gt=OuterRef("offsite__last_offsite_at"))
+        | Q(taken_at__isnull=False, server__appliance__offsite__last_offsite_at__isnull=True)
+    )
+    waiting = (
+        Q(offsite__status_at__isnull=True) | Q(offsite__waiting_since__isnull=False) | Exists(newer)
+    )
     return (
         Appliance.objects.filter(state=ApplianceState.ONLINE, offsite__vault__isnull=False)
-        .filter(Exists(waiting))
+        .filter(waiting)
         .exclude(Exists(replications.filter(state__in=[JobState.QUEUED, JobState.RUNNING])))
         .exclude(
             Exists(replications.filter(state=JobState.FAILED, finished_at__gte=now - retry_after))

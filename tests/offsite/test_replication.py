@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from appliances import backups, jobs
+from appliances import jobs
 from appliances.models import Alert, Job, JobState
 from offsite import mirror, services
 from offsite.models import ApplianceOffsite
@@ -69,7 +69,7 @@ def test_the_lag_alert_is_raised_once_and_resolved_when_the_point_is_off_site(
     for _ in range(3):  # the poller, three times: one alert
         sync.poll_appliance(appliance)
     (alert,) = Alert.objects.filter(appliance=appliance, kind=mirror.LAG_ALERT)
-    assert alert.resolved_at is None and "not on" in alert.message
+    assert alert.resolved_at is None and "has waited that long to reach" in alert.message
     assert ApplianceOffsite.objects.get(appliance=appliance).waiting_since.year == 2000
     assert _run(services.start_replication(appliance, actor=tech)).state == JobState.SUCCEEDED
     alert.refresh_from_db()
@@ -89,3 +89,23 @@ def test_scheduled_replications_pick_appliances_with_points_waiting(backed_up, v
     job = _run(Job.objects.get(pk=job_id))
     assert job.state == JobState.SUCCEEDED and job.requested_by is None
     assert list(services.due_for_replication(now, retry)) == []  # nothing waits
+
+
+def test_a_failed_replication_is_on_its_job_page_and_raises_no_alert_of_its_own(
+    appliance, store, tmp_path, tech
+):
+    from tests.support.agent_store import agent, make_volume
+
+    f.ProtectedServerFactory(appliance=appliance, name="dc01")
+    agent(store, "backup", "dc01", str(make_volume(tmp_path / "c.img")), "--at", OLD)
+    missing = tmp_path / "no-vault-here"
+    services.assign_vault(appliance, f.VaultFactory(endpoint=str(missing)), actor=tech)
+    job = _run(services.start_replication(appliance, actor=tech))
+    assert job.state == JobState.FAILED and str(missing) in job.error
+    assert not Alert.objects.filter(appliance=appliance, kind="replicate_failed").exists()
+    assert Alert.objects.get(appliance=appliance).kind == mirror.LAG_ALERT  # the point waits
+    # the next scheduled run waits BDR_REPLICATE_RETRY_MINUTES
+    now = job.finished_at + dt.timedelta(minutes=59)
+    assert list(services.due_for_replication(now, dt.timedelta(hours=1))) == []
+    later = job.finished_at + dt.timedelta(minutes=61)
+    assert list(services.due_for_replication(later, dt.timedelta(hours=1))) == [appliance]
