@@ -7,7 +7,7 @@ import re
 import pytest
 
 from appliances import sync
-from appliances.models import Appliance, ApplianceState
+from appliances.models import ApplianceState
 from offsite.models import Vault
 from portal.models import Role
 from tests import factories as f
@@ -24,9 +24,9 @@ def lab(db, tmp_path):
     store = init_store(tmp_path / "lab")
     image = make_volume(tmp_path / "fs01.img", size_mib=96)
     site = f.SiteFactory(name="Warehouse")
-    appliance = Appliance.objects.create(serial="LAB-1", name="lab-nas", model="V2",
-                                         customer=site.customer, site=site, transport="local",
-                                         local_store=str(store), state=ApplianceState.ONLINE)  # fmt: skip
+    appliance = f.ApplianceFactory(serial="LAB-1", name="lab-nas", customer=site.customer,
+                                   site=site, transport="local", local_store=str(store),
+                                   state=ApplianceState.ONLINE)  # fmt: skip
     server = f.ProtectedServerFactory(appliance=appliance, name="fs01", hostname="fs01.corp")
     f.VolumeFactory(server=server, name="C", source=str(image))
     agent(store, "backup", "fs01", str(image), "--volume", "C")

@@ -43,9 +43,18 @@ def _answer(**overrides) -> dict:
         # a vault whose name the state does not know: the first copy is vault 1
         ({"vault": None}, 3, 2, dt.timedelta(hours=2)),
         # nonsense from an agent reads as nothing known, never a crash
-        ({"points": [{"id": 5}, "x", {"id": "a", "copies": [1, None]}], "rate": "fast",
-          "eta_seconds": -1, "lag_seconds": "?", "newest_offsite": "x"}, 0, 0,
-         dt.timedelta(0)),  # fmt: skip
+        (
+            {
+                "points": [{"id": 5}, "x", {"id": "a", "copies": [1, None]}],
+                "rate": "fast",
+                "eta_seconds": -1,
+                "lag_seconds": "?",
+                "newest_offsite": "x",
+            },
+            0,
+            0,
+            dt.timedelta(0),
+        ),  # fmt: skip
     ],
 )
 def test_the_status_is_read_the_way_the_agent_writes_it(overrides, on_vault, on_second, lag):
