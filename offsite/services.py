@@ -13,8 +13,15 @@ from django.utils import timezone
 
 from appliances import jobs
 from appliances.client import AgentClient, AgentError, TransportError
-from appliances.models import Appliance, ApplianceState, Job, JobKind, JobState
-from offsite.models import ApplianceOffsite, Vault
+from appliances.models import (
+    Appliance,
+    ApplianceState,
+    Job,
+    JobKind,
+    JobState,
+    ProtectedServer,
+)
+from offsite.models import ApplianceOffsite, OffsiteRetention, Vault
 from portal import audit
 from portal.models import User
 from restores.models import RecoveryPoint
@@ -52,8 +59,9 @@ def offsite_of(appliance: Appliance) -> ApplianceOffsite:
 
 def agent_settings(offsite: ApplianceOffsite) -> dict:
     """What the appliance's agent is told (settings.set): its namespace on vaults (the
-    serial), its vault and the vault's pinned host key, the throttle windows, and the time
-    zone their hours are in (the site's)."""
+    serial), its vault and the vault's pinned host key, the throttle windows, the time
+    zone their hours are in (the site's), and each server's off-site retention (carried to
+    the vaults by every replication)."""
     vault = offsite.vault
     return {
         "serial": offsite.appliance.serial,
@@ -61,6 +69,12 @@ def agent_settings(offsite: ApplianceOffsite) -> dict:
         "offsite_target": vault.endpoint if vault else "",
         "offsite_host_key": vault.host_key if vault else "",
         "offsite_windows": offsite.windows,
+        "offsite_policies": {
+            policy.server.name: policy.as_policy()
+            for policy in OffsiteRetention.objects.filter(
+                server__appliance_id=offsite.appliance_id
+            ).select_related("server")
+        },
     }
 
 
@@ -156,6 +170,22 @@ def refresh_from_vault(appliance: Appliance) -> None:
             mirror.mirror(appliance, agent, refresh=True)
     except (AgentError, TransportError, sync.ApplianceUnavailable) as exc:
         raise ValidationError(f"The vault could not be asked: {exc}") from None
+
+
+def set_offsite_retention(
+    server: ProtectedServer, fields: dict, *, actor: User, request=None
+) -> str | None:
+    """Change how many points of each tier the vaults keep for ``server``; push it (the
+    vaults get it with the next replication, and apply it in their own retention run)."""
+    with transaction.atomic():
+        policy, _ = OffsiteRetention.objects.get_or_create(server=server)
+        for name in OffsiteRetention.TIERS:
+            setattr(policy, name, fields[name])
+        policy.full_clean()
+        policy.save()
+        audit.record(actor, "offsite.retention_changed", server, request=request,
+                     detail=policy.as_policy())  # fmt: skip
+    return push_settings(offsite_of(server.appliance))
 
 
 def start_replication(appliance: Appliance, *, actor: User | None, request=None) -> Job:

@@ -23,4 +23,9 @@ urlpatterns = [
         views.appliance_offsite_refresh,
         name="appliance_offsite_refresh",
     ),
+    path(
+        "servers/<int:server_pk>/retention/",
+        views.server_offsite_retention,
+        name="server_offsite_retention",
+    ),
 ]

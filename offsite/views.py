@@ -13,11 +13,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from appliances import jobs
+from appliances.models import ProtectedServer
 from offsite import selectors, services
-from offsite.forms import AssignVaultForm, ThrottleForm, VaultForm
-from offsite.models import Vault
+from offsite.forms import AssignVaultForm, OffsiteRetentionForm, ThrottleForm, VaultForm
+from offsite.models import OffsiteRetention, Vault
 from portal.access import any_role_required, msp_admin_required, msp_required
 from portal.pagination import paginate
+from portal.tenancy import get_for_user
 
 
 @any_role_required
@@ -137,3 +139,20 @@ def appliance_offsite_refresh(request, appliance_pk: int):
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect("appliance_offsite", appliance_pk=appliance.pk)
+
+
+@msp_required
+def server_offsite_retention(request, server_pk: int):
+    """How long the vaults keep a server's points (may be longer than the appliance)."""
+    server = get_for_user(ProtectedServer, request.user, pk=server_pk)
+    policy = OffsiteRetention.objects.filter(server=server).first() or OffsiteRetention()
+    form = OffsiteRetentionForm(request.POST or None, instance=policy)
+    if request.method == "POST" and form.is_valid():
+        problem = services.set_offsite_retention(server, form.cleaned_data, actor=request.user,
+                                                 request=request)  # fmt: skip
+        messages.success(request, f"Off-site retention of {server} saved.")
+        if problem:
+            messages.warning(request, problem)
+        return redirect("server_detail", server_pk=server.pk)
+    title = f"Off-site retention of {server}"
+    return render(request, "portal/form.html", {"form": form, "title": title})
