@@ -57,6 +57,18 @@ def offsite_of(appliance: Appliance) -> ApplianceOffsite:
     return offsite
 
 
+def site_zone(name: str) -> str:
+    """The site's time zone if the appliance can read it (a zoneinfo name), else UTC: a name
+    it cannot read would leave its throttle on whatever rate it had."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "UTC"
+    return name
+
+
 def agent_settings(offsite: ApplianceOffsite) -> dict:
     """What the appliance's agent is told (settings.set): its namespace on vaults (the
     serial), its vault and the vault's pinned host key, the throttle windows, the time
@@ -65,7 +77,7 @@ def agent_settings(offsite: ApplianceOffsite) -> dict:
     vault = offsite.vault
     return {
         "serial": offsite.appliance.serial,
-        "timezone": offsite.appliance.site.timezone,
+        "timezone": site_zone(offsite.appliance.site.timezone),
         "offsite_target": vault.endpoint if vault else "",
         "offsite_host_key": vault.host_key if vault else "",
         "offsite_windows": offsite.windows,

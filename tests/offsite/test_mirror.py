@@ -124,3 +124,25 @@ def test_an_appliance_without_a_vault_has_no_lag_alert():
     ApplianceOffsite.objects.filter(appliance=appliance).update(vault=None)
     mirror.check_lag_alert(ApplianceOffsite.objects.get(appliance=appliance), now=NOW)
     assert not Alert.objects.filter(kind="offsite_lag", resolved_at__isnull=True).exists()
+
+
+def test_a_running_replications_progress_is_the_appliances_rate_and_eta():
+    from appliances import jobs
+
+    appliance, _ = _appliance_with_points()
+    job = f.JobFactory(appliance=appliance, server=None, kind="replicate", state="running",
+                       agent_job_id="replicate-1")  # fmt: skip
+    record = {"state": "running", "bytes_done": 10 << 20, "bytes_total": 50 << 20,
+              "rate": 4 << 20, "eta_seconds": 10.0}  # fmt: skip
+    jobs.apply_record(job, record, now=NOW)
+    offsite = ApplianceOffsite.objects.get(appliance=appliance)
+    assert (offsite.rate_bps, offsite.queued_bytes) == (4 << 20, 40 << 20)
+    assert offsite.eta_at == NOW + dt.timedelta(seconds=10)
+
+
+@pytest.mark.parametrize("zone, pushed", [("Europe/Berlin", "Europe/Berlin"), ("Mars/Base", "UTC")])
+def test_the_throttles_hours_are_the_sites_time_zone(zone, pushed):
+    from offsite import services
+
+    offsite = f.ApplianceOffsiteFactory(appliance__site__timezone=zone)
+    assert services.agent_settings(offsite)["timezone"] == pushed
