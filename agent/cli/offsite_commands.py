@@ -7,6 +7,7 @@ import json
 from agent.cli.common import (
     EXIT_DAMAGE,
     EXIT_OK,
+    count,
     open_store,
     progress_of,
     report_skipped,
@@ -24,6 +25,7 @@ def cmd_replicate(args) -> int:
         "windows": args.windows,
         "order": args.order,
         "servers": args.server,
+        "streams": args.streams,
     }
     result = run_replicate(store_path(args), params, progress_of(args))
     summary = (
@@ -137,6 +139,7 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--host-key", help="pin the vault host's key ('ssh-ed25519 AAAA...')")
     p.add_argument("--limit", help="bytes/s (512K, 4M, 20mbit; default: the settings)")
     p.add_argument("--windows", help="'mon-fri 08:00-18:00 512kbit; * * 20mbit' (first match)")
+    p.add_argument("--streams", type=count, help="connections (default: by the round trip)")
     p = sub.add_parser("repair", parents=[common], help="fetch damaged chunks from a vault")
     p.add_argument("--from", dest="source", required=True, help="the vault (TARGET)")
     p.add_argument("--host-key", help="pin the vault host's key ('ssh-ed25519 AAAA...')")

@@ -33,7 +33,7 @@ from agent.store.keys import NONCE_BYTES, SEAL_MAGIC
 from agent.store.locking import StoreLock
 from agent.store.progress import Progress
 from agent.vault.backend import sha256
-from agent.vault.targets import Target, connect, ensure_identity
+from agent.vault.targets import Target, all_closed, connect_streams, ensure_identity
 from agent.vault.transfer import (
     BlobUnavailable,
     KnownOnTarget,
@@ -148,9 +148,11 @@ def replicate(
     progress: Progress | None = None,
     on_commit: Callable[[str, dict], None] | None = None,
     policies: dict[str, dict] | None = None,
+    streams: int | None = None,
 ) -> dict:
     """Send every point the vault does not hold whole (and did not retire); a summary.
-    ``policies`` (server -> off-site retention policy) go to the vault first. The run's
+    ``policies`` (server -> off-site retention policy) go to the vault first. ``streams``
+    connections carry the blobs (None: as many as the round trip needs). The run's
     progress and each commit are kept in the off-site state as it goes."""
     if order not in ORDERS:
         raise UsageError(f"order must be one of {', '.join(ORDERS)}")
@@ -159,10 +161,10 @@ def replicate(
     with StoreLock(store.locks_dir, lock_name, "replicate"):
         recorder = RunRecorder(store.root, target.text)
         try:
-            with connect(target, known_hosts, identity) as conn:
+            with all_closed(connect_streams(target, known_hosts, identity, streams)) as conns:
                 for server, policy in (policies or {}).items():
-                    conn.call("policy", appliance=app, server=server, policy=policy)
-                run = _Run(store, conn, app, recorder, on_commit)
+                    conns[0].call("policy", appliance=app, server=server, policy=policy)
+                run = _Run(store, conns, app, recorder, on_commit)
                 result = run.send_all(servers, order, pace, progress or Progress())
         except BaseException as exc:
             recorder.finish(error=(failure_line(exc) or (repr(exc), 1))[0])
@@ -174,8 +176,8 @@ def replicate(
 class _Run:
     """One replication over an open connection."""
 
-    def __init__(self, store: Store, conn, app: str, recorder: RunRecorder, on_commit):
-        self.store, self.conn, self.app = store, conn, app
+    def __init__(self, store: Store, conns: list, app: str, recorder: RunRecorder, on_commit):
+        self.store, self.conns, self.conn, self.app = store, conns, conns[0], app
         self.recorder = recorder
         self.on_commit = on_commit
 
@@ -197,7 +199,9 @@ class _Run:
                 pace(n)
             self.recorder.sent(n)
 
-        sender = PointSender(conn, self.app, store_reader(store), progress, paced, _size_of(store))
+        sender = PointSender(
+            self.conns, self.app, store_reader(store), progress, paced, _size_of(store)
+        )
         progress.start("replicate", 0)
         try:
             for record, catalog in todo:

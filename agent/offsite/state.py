@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
 from collections import deque
 from contextlib import contextmanager
@@ -68,6 +69,7 @@ class RunRecorder:
         self.started = time.monotonic()
         self.done = 0
         self._samples: deque[tuple[float, int]] = deque([(self.started, 0)])
+        self._lock = threading.Lock()
         self._run = {
             "pid": os.getpid(),
             "state": "running",
@@ -88,11 +90,13 @@ class RunRecorder:
 
     def sent(self, n: int) -> None:
         """Count ``n`` bytes on the wire; the record is rewritten every few seconds."""
-        self.done += n
-        now = time.monotonic()
-        if now - self._samples[-1][0] >= WRITE_EVERY:
+        with self._lock:  # the writer threads of several connections
+            self.done += n
+            now = time.monotonic()
+            if now - self._samples[-1][0] < WRITE_EVERY:
+                return
             self._update(now)
-            self._write()
+        self._write()
 
     def _update(self, now: float) -> None:
         self._samples.append((now, self.done))

@@ -67,6 +67,7 @@ def run_replicate(store_root: Path, params: dict, progress: Progress) -> dict:
         progress=progress,
         pace=bucket.take,
         policies=policies,
+        streams=params.get("streams") or None,
     )
 
 

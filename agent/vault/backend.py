@@ -13,18 +13,22 @@ damaged anywhere (header included) fails its check, and the write is one atomic 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from agent.store.chunkstore import TMP_PREFIX, fsync_dir, pid_alive, write_atomic
+from agent.store.directio import ALIGN, AlignedBuffers, open_direct, write_all
 
 BLOB_MAGIC = b"BDRV"
 DIGEST_BYTES = 32
 BLOB_HEAD = len(BLOB_MAGIC) + DIGEST_BYTES
+_STAGING = AlignedBuffers()  # per thread: a blob is laid out here, then written O_DIRECT
 
 
 def sha256(data) -> bytes:
@@ -115,12 +119,42 @@ class LocalBackend(Backend):
             return None
 
     def put_blob(self, app: str, blob_id: bytes, data, digest: bytes) -> None:
-        # Temp file, fsync, rename: a killed receiver leaves only a temp file, a stored
-        # blob is whole. The directory is fsynced by sync() before any commit relies on it.
+        self.publish_blob(self.stage_blob(app, blob_id, data, digest))
+
+    def stage_blob(self, app: str, blob_id: bytes, data, digest: bytes) -> Path:
+        """Write the blob file under a temp name (not yet durable, not yet visible)."""
+        buf = _STAGING.get(BLOB_HEAD + len(data) + ALIGN)
+        buf[BLOB_HEAD : BLOB_HEAD + len(data)] = data
+        return self.stage_aligned(app, blob_id, buf, len(data), digest)
+
+    def stage_aligned(
+        self, app: str, blob_id: bytes, buf: memoryview, n: int, digest: bytes
+    ) -> Path:
+        """``stage_blob`` of ``buf[BLOB_HEAD:BLOB_HEAD + n]``, a page-aligned buffer with
+        room to pad: written with O_DIRECT (the header filled in front), then truncated,
+        so blob files never go through the page cache (see agent.store.directio); where
+        O_DIRECT is refused the same bytes are written normally."""
         path = self._blob_path(app, blob_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, BLOB_MAGIC + digest + data, sync_dir=False)
-        self._unsynced_dirs.add(path.parent)
+        tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}.{secrets.token_hex(4)}.{path.name}"
+        buf[:BLOB_HEAD] = BLOB_MAGIC + digest
+        try:
+            _write_file(tmp, buf, BLOB_HEAD + n)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def publish_blob(self, tmp: Path) -> None:
+        """fsync a staged blob, then give it its name: a stored blob is whole and durable
+        (its directory is fsynced by ``sync()`` before a commit relies on it)."""
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, tmp.parent / tmp.name.rsplit(".", 1)[-1])
+        self._unsynced_dirs.add(tmp.parent)
 
     def get_blob(self, app: str, blob_id: bytes) -> tuple[bytes, bytes | None]:
         with open(self._blob_path(app, blob_id), "rb") as f:
@@ -159,19 +193,33 @@ class LocalBackend(Backend):
         self._unsynced_dirs.add(path.parent)
         return True
 
-    def remove_stale_temps(self, app: str) -> int:
-        """Delete temp files of receivers that died mid-blob; how many."""
-        removed = 0
-        top = self.root / "appliances" / app / "blobs"
-        for tmp in top.glob(f"*/{TMP_PREFIX}*"):
+    def adopt_temps(self, app: str) -> tuple[int, int]:
+        """Blob files a killed receiver staged: each whole one (its bytes match the digest in
+        its header) is published, so nothing that arrived is sent again; torn ones are
+        deleted. (adopted, deleted)."""
+        adopted = deleted = 0
+        for tmp in (self.root / "appliances" / app / "blobs").glob(f"*/{TMP_PREFIX}*"):
             try:
                 pid = int(tmp.name.split(".")[2])
             except (IndexError, ValueError):
                 pid = 0
-            if not pid_alive(pid):
+            if pid_alive(pid):
+                continue
+            try:
+                raw = tmp.read_bytes()
+            except FileNotFoundError:
+                continue
+            whole = (
+                raw[: len(BLOB_MAGIC)] == BLOB_MAGIC
+                and sha256(raw[BLOB_HEAD:]) == raw[len(BLOB_MAGIC) : BLOB_HEAD]
+            )
+            if whole and len(tmp.name.rsplit(".", 1)[-1]) == 64:
+                self.publish_blob(tmp)
+                adopted += 1
+            else:
                 tmp.unlink(missing_ok=True)
-                removed += 1
-        return removed
+                deleted += 1
+        return adopted, deleted
 
     def namespaces(self) -> list[str]:
         top = self.root / "appliances"
@@ -214,3 +262,27 @@ class LocalBackend(Backend):
         with open(folder / ".lock", "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
+
+
+def _write_file(path: Path, buf: memoryview, size: int) -> None:
+    """A new file of ``buf[:size]``: O_DIRECT, padded to 4 KiB then truncated, where the
+    filesystem takes it; buffered otherwise."""
+    padded = -(-size // ALIGN) * ALIGN
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    fd = open_direct(path, flags) if padded <= len(buf) else None
+    if fd is not None:
+        try:
+            write_all(fd, buf[:padded], 0)
+            os.ftruncate(fd, size)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            flags = os.O_WRONLY | os.O_TRUNC  # refused after all: written again below
+        finally:
+            os.close(fd)
+    fd = os.open(path, flags, 0o600)
+    try:
+        write_all(fd, buf[:size], 0)
+    finally:
+        os.close(fd)

@@ -70,6 +70,7 @@ class VaultConnection:
         )
         self._pending: deque[Pending] = deque()
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._next = 0
         self._broken: ProtocolError | None = None
         self._stderr: deque[str] = deque(maxlen=20)
@@ -82,17 +83,20 @@ class VaultConnection:
 
     # -- requests ------------------------------------------------------------------------
     def send(self, op: str, payload=None, on_item=None, pace=None, **params) -> Pending:
-        """Write one request now; its answer arrives later through the returned Pending."""
-        with self._lock:
-            if self._broken is not None:
-                raise self._broken
-            self._next += 1
-            pending = Pending(self._next, on_item)
-            self._pending.append(pending)
-        try:
-            write_message(self.proc.stdin, {"id": pending.rid, "op": op, **params}, payload, pace)
-        except (BrokenPipeError, ConnectionResetError, ValueError, OSError):
-            raise self._cut("the link to the vault was cut") from None
+        """Write one request now; its answer arrives later through the returned Pending.
+        Threads may share a connection: each request is written whole, in order."""
+        with self._write_lock:  # requests are registered in the order they are written
+            with self._lock:
+                if self._broken is not None:
+                    raise self._broken
+                self._next += 1
+                pending = Pending(self._next, on_item)
+                self._pending.append(pending)
+            try:
+                message = {"id": pending.rid, "op": op, **params}
+                write_message(self.proc.stdin, message, payload, pace)
+            except (BrokenPipeError, ConnectionResetError, ValueError, OSError):
+                raise self._cut("the link to the vault was cut") from None
         return pending
 
     def call(self, op: str, payload=None, timeout: float | None = None, **params):

@@ -86,17 +86,17 @@ def read_message(
     return message, payload
 
 
-def _read_exact(rfile: BinaryIO, size: int, on_bytes=None) -> bytes:
-    parts, left = [], size
-    while left:
-        part = rfile.read(min(left, SLICE))
-        if not part:
+def _read_exact(rfile: BinaryIO, size: int, on_bytes=None) -> bytearray:
+    buffer = bytearray(size)
+    view, done = memoryview(buffer), 0
+    while done < size:
+        n = rfile.readinto(view[done : done + SLICE])
+        if not n:
             raise ProtocolError(f"stream ended inside a {size}-byte payload")
-        parts.append(part)
-        left -= len(part)
+        done += n
         if on_bytes is not None:
-            on_bytes(len(part))
-    return b"".join(parts)
+            on_bytes(n)
+    return buffer
 
 
 def pack_ids(ids: Iterable[bytes]) -> bytes:
@@ -104,11 +104,11 @@ def pack_ids(ids: Iterable[bytes]) -> bytes:
     return b"".join(ids)
 
 
-def unpack_ids(payload: bytes | None) -> list[bytes]:
+def unpack_ids(payload: bytes | bytearray | None) -> list[bytes]:
     """The blob ids of a payload; ProtocolError unless it is a whole number of ids."""
     if payload is None or len(payload) % ID_BYTES:
         raise ProtocolError("a list of blob ids must be a multiple of 32 bytes")
-    return [payload[i : i + ID_BYTES] for i in range(0, len(payload), ID_BYTES)]
+    return [bytes(payload[i : i + ID_BYTES]) for i in range(0, len(payload), ID_BYTES)]
 
 
 def parse_blob_id(text) -> bytes:

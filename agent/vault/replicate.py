@@ -21,7 +21,7 @@ from agent.errors import DamageFound, UsageError
 from agent.store.locking import StoreLock
 from agent.store.progress import Progress
 from agent.vault.store import VaultStore
-from agent.vault.targets import Target, connect, ensure_identity
+from agent.vault.targets import Target, all_closed, connect_streams, ensure_identity
 from agent.vault.transfer import (
     BlobUnavailable,
     KnownOnTarget,
@@ -67,8 +67,10 @@ def replicate_vault(
     *,
     pace: Callable[[int], None] | None = None,
     progress: Progress | None = None,
+    streams: int | None = None,
 ) -> dict:
-    """Send every appliance's points on to ``target``; a summary per appliance."""
+    """Send every appliance's points on to ``target``; a summary per appliance. ``streams``
+    connections carry the blobs (None: as many as the round trip needs)."""
     if vault.root is None:
         raise UsageError("vault replicate needs the vault's directory (its pins and key)")
     root = Path(vault.root)
@@ -78,11 +80,12 @@ def replicate_vault(
     (root / "locks").mkdir(exist_ok=True)
     with (
         StoreLock(root / "locks", lock, "vault replicate"),
-        connect(target, root / "known_hosts", identity) as conn,
+        all_closed(connect_streams(target, root / "known_hosts", identity, streams)) as conns,
     ):
         progress.start("vault replicate", 0)
-        results = [_replicate_app(vault, conn, app, pace, progress) for app in vault.appliances()]
+        results = [_replicate_app(vault, conns, a, pace, progress) for a in vault.appliances()]
         progress.finish()
+    conn = conns[0]
     skipped = [s for r in results for s in r["skipped"]]
     return {
         "vault": vault.name,
@@ -95,7 +98,8 @@ def replicate_vault(
     }
 
 
-def _replicate_app(vault: VaultStore, conn, app: str, pace, progress: Progress) -> dict:
+def _replicate_app(vault: VaultStore, conns: list, app: str, pace, progress: Progress) -> dict:
+    conn = conns[0]
     remote = remote_points(conn, app)
     there = {p["point"] for p in remote["points"] if p.get("whole")}
     records = [r for r in vault.points(app) if r["whole"]]
@@ -109,7 +113,7 @@ def _replicate_app(vault: VaultStore, conn, app: str, pace, progress: Progress) 
     known = KnownOnTarget(list(by_id), there, lambda pid: vault.point_blob_ids(app, by_id[pid]))
     read = VaultReader(vault, app)
     sender = PointSender(
-        conn, app, read, progress, pace, lambda blob_id: vault.backend.blob_size(app, blob_id) or 0
+        conns, app, read, progress, pace, lambda blob_id: vault.backend.blob_size(app, blob_id) or 0
     )
     try:
         for record in todo:

@@ -13,6 +13,8 @@ process, so every target speaks one protocol. Requests (see ``agent.vault.protoc
 ``get`` {appliance} + ids                 -> one message per blob (``binary``: its bytes, or
                                              ``missing``/``damaged``), then {done: true}
 ``policy`` {appliance, server, policy}    -> {policy}
+``ping``                                  -> {} (the sender measures the round trip)
+``sync``                                  -> {} once every blob received here is stored
 
 With ``--appliance ID`` (one authorized_keys line per appliance) a session may only name
 that appliance's namespace. Errors are answers, never a traceback; a broken frame ends
@@ -22,6 +24,7 @@ the session (the stream can no longer be trusted).
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import resource
 import sys
@@ -43,6 +46,7 @@ from agent.vault.protocol import (
     write_message,
 )
 from agent.vault.store import MissingBlobs, VaultStore
+from agent.vault.writer import BlobWriter
 
 
 class VaultSession:
@@ -55,6 +59,7 @@ class VaultSession:
         self.only = only
         self.greeted = False
         self.on_bytes = None  # hears of payload bytes as they arrive
+        self.writer = BlobWriter(vault)
         self.cleaned: set[str] = set()
         self.ops = {
             "hello": self.hello,
@@ -65,18 +70,24 @@ class VaultSession:
             "commit": self.commit,
             "get": self.get,
             "policy": self.policy,
+            "ping": self.ping,
+            "sync": self.sync,
         }
 
     def serve(self) -> int:
-        while True:
-            try:
-                message = read_message(self.rfile, self.on_bytes)
-            except ProtocolError as exc:
-                self._answer(None, ok=False, error={"code": "protocol", "message": str(exc)})
-                return 1
-            if message is None:
-                return 0
-            self.handle(*message)
+        try:
+            while True:
+                try:
+                    message = read_message(self.rfile, self.on_bytes)
+                except ProtocolError as exc:
+                    error = {"code": "protocol", "message": str(exc)}
+                    self._answer(None, ok=False, error=error)
+                    return 1
+                if message is None:
+                    return 0
+                self.handle(*message)
+        finally:
+            self.writer.close()  # what arrived is stored, even if the link went
 
     def handle(self, request: dict, payload: bytes | None) -> None:
         rid = request.get("id")
@@ -105,7 +116,7 @@ class VaultSession:
         if self.only and app != self.only:
             raise VaultRefused("refused", f"this key may only reach appliance {self.only}")
         if app not in self.cleaned and isinstance(self.vault.backend, LocalBackend):
-            self.vault.backend.remove_stale_temps(app)  # what a killed session left
+            self.vault.backend.adopt_temps(app)  # what a killed session staged
             self.cleaned.add(app)
         return app
 
@@ -139,25 +150,29 @@ class VaultSession:
 
     def lack(self, rid, payload, appliance=None) -> None:
         app = self._app(appliance)
-        self._answer(rid, pack_ids(self.vault.lacking(app, unpack_ids(payload))), ok=True)
+        asked, storing = unpack_ids(payload), self.writer.pending(app)
+        lacking = self.vault.lacking(app, [i for i in asked if i not in storing])
+        self._answer(rid, pack_ids(lacking), ok=True)
 
     def put(self, rid, payload, appliance=None, blob=None, sha256=None) -> None:
         app = self._app(appliance)
         if payload is None:
             raise VaultRefused("bad_request", "put needs the blob's bytes")
         digest = parse_blob_id(sha256)  # 32 bytes too
-        self.vault.put_blob(app, parse_blob_id(blob), payload, digest)
+        self.writer.put(app, parse_blob_id(blob), payload, digest)
         self._answer(rid, ok=True)
 
     def commit(self, rid, payload, appliance=None, point=None) -> None:
         app = self._app(appliance)
         if not isinstance(point, dict):
             raise VaultRefused("bad_request", "commit needs the point")
+        self.writer.drain()  # every blob received is stored before the commit checks
         record = self.vault.commit(app, point, unpack_ids(payload))
         self._answer(rid, ok=True, record=record)
 
     def get(self, rid, payload, appliance=None) -> None:
         app = self._app(appliance)
+        self.writer.drain()
         for blob_id in unpack_ids(payload):
             try:
                 data, digest = self.vault.read_blob(app, blob_id)
@@ -170,6 +185,13 @@ class VaultSession:
                 continue
             self._answer(rid, data, blob=blob_id.hex(), sha256=digest.hex())
         self._answer(rid, ok=True, done=True)
+
+    def ping(self, rid, payload) -> None:
+        self._answer(rid, ok=True)
+
+    def sync(self, rid, payload) -> None:
+        self.writer.drain()  # what this connection received is stored
+        self._answer(rid, ok=True)
 
     def policy(self, rid, payload, appliance=None, server=None, policy=None) -> None:
         app = self._app(appliance)
@@ -204,14 +226,17 @@ class SessionLog:
         self.record = {"pid": self.pid, "started_at": utc_now(), "appliance": only or None}
         write_json_atomic(self.folder / f"{self.pid}.json", self.record)
         self.received = 0
-        self._fd = os.open(self.folder / f"{self.pid}.received", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.folder / f"{self.pid}.received", os.O_RDWR | os.O_CREAT, 0o600)
+        os.ftruncate(fd, 8)
+        self._counter = mmap.mmap(fd, 8)  # a store per slice, not a syscall
+        os.close(fd)
 
     def add(self, n: int) -> None:
         self.received += n
-        os.pwrite(self._fd, self.received.to_bytes(8, "big"), 0)
+        self._counter[:8] = self.received.to_bytes(8, "big")
 
     def close(self) -> None:
-        os.close(self._fd)
+        self._counter.close()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         self._append(
             {**self.record, "ended_at": utc_now(), "received": self.received, "max_rss_kib": peak}

@@ -118,6 +118,7 @@ class VaultStore:
         self.root = root  # the local directory (config, pins, locks); None for bare s3://
         self.name: str = config["name"]
         self.trash_days: int = int(config.get("trash_days", DEFAULT_TRASH_DAYS))
+        self._damaged: dict[str, set[bytes]] = {}  # the damaged register, read once
 
     # -- namespaces and blobs ----------------------------------------------------------
 
@@ -130,13 +131,22 @@ class VaultStore:
         check_name("appliance", app)
         return [i for i, size in self.backend.blob_sizes(app, ids).items() if size is None]
 
-    def put_blob(self, app: str, blob_id: bytes, data: bytes, digest: bytes) -> None:
-        """Store a blob after checking the bytes that arrived against the sender's digest."""
+    def check_blob(self, app: str, blob_id: bytes, data: bytes, digest: bytes) -> None:
+        """VaultRefused unless the bytes that arrived match the sender's digest; a blob
+        that comes back after ``verify`` found it damaged leaves the damaged register."""
         check_name("appliance", app)
         if sha256(data) != digest:
             raise VaultRefused("digest", f"blob {blob_id.hex()}: bytes do not match their digest")
+        if app not in self._damaged:
+            self._damaged[app] = set(self.damaged_blobs(app))
+        if blob_id in self._damaged[app]:
+            self.backend.delete_record(f"appliances/{app}/damaged/{blob_id.hex()}")
+            self._damaged[app].discard(blob_id)
+
+    def put_blob(self, app: str, blob_id: bytes, data: bytes, digest: bytes) -> None:
+        """Store a blob after checking the bytes that arrived against the sender's digest."""
+        self.check_blob(app, blob_id, data, digest)
         self.backend.put_blob(app, blob_id, data, digest)
-        self.backend.delete_record(f"appliances/{app}/damaged/{blob_id.hex()}")
 
     def read_blob(self, app: str, blob_id: bytes) -> tuple[bytes, bytes]:
         """(sealed bytes, digest) of a stored blob checked against its recorded digest;

@@ -18,6 +18,7 @@ across daylight-saving changes.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,6 +149,7 @@ class Throttle:
         self._read_at = -1e18
         self._tokens = 0.0
         self._last = clock()
+        self._lock = threading.Lock()
 
     def current_rate(self) -> float | None:
         now = self.clock()
@@ -160,7 +162,11 @@ class Throttle:
         return self.rate
 
     def take(self, n: int) -> None:
-        """Wait until ``n`` bytes may be sent."""
+        """Wait until ``n`` bytes may be sent (threads share the bucket, in turn)."""
+        with self._lock:
+            self._take(n)
+
+    def _take(self, n: int) -> None:
         while True:
             rate = self.current_rate()
             now = self.clock()

@@ -12,6 +12,7 @@ the run. Nothing here deletes anything on the target.
 from __future__ import annotations
 
 import json
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,12 +22,12 @@ from agent.errors import AgentError
 from agent.store.pointindex import parse_point_id
 from agent.store.progress import Progress
 from agent.vault.backend import sha256
-from agent.vault.client import Pending, VaultConnection
+from agent.vault.client import VaultConnection
 from agent.vault.protocol import ProtocolError, VaultRefused, pack_ids, unpack_ids
+from agent.vault.streams import Streams
 
 LACK_BATCH = 8192  # ids per "which do you lack" request (256 KiB)
 READ_AHEAD = 6  # blobs read (and checked) ahead of the one being sent
-ACK_WINDOW = 64 << 20  # bytes sent and not yet acknowledged before the sender waits
 
 
 class BlobUnavailable(AgentError):
@@ -92,29 +93,33 @@ class KnownOnTarget:
 
 
 class PointSender:
-    """Sends plans over one connection, counting what it sends."""
+    """Sends plans over one connection or several (``agent.vault.streams``), counting what
+    it sends. ``conn`` is the connection, or the list of them; the first carries lack
+    queries and commits."""
 
     def __init__(
         self,
-        conn: VaultConnection,
+        conn: VaultConnection | list[VaultConnection],
         app: str,
         read_blob: ReadBlob,
         progress: Progress | None = None,
         pace: Callable[[int], None] | None = None,
         size_of: Callable[[bytes], int] | None = None,
     ):
-        self.conn = conn
+        conns = conn if isinstance(conn, list) else [conn]
+        self.conn = conns[0]
         self.size_of = size_of  # a blob's size before it is read (the progress total)
         self.app = app
         self.read_blob = read_blob
         self.progress = progress or Progress()
         self.pace = pace
         self.stats = SendStats()
-        self._acks: deque[tuple[Pending, int]] = deque()
-        self._unacked = 0
+        self._count = threading.Lock()
+        self._streams = Streams(conns, app, self._paced)
         self._pool = ThreadPoolExecutor(3, thread_name_prefix="bdr-send-read")
 
     def close(self) -> None:
+        self._streams.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def send(self, plan: PointPlan) -> dict | None:
@@ -178,37 +183,19 @@ class PointSender:
             self._put(blob_id, data, digest)
 
     def _put(self, blob_id: bytes, data: bytes, digest: bytes) -> None:
-        pending = self.conn.send(
-            "put",
-            data,
-            pace=self._paced,
-            appliance=self.app,
-            blob=blob_id.hex(),
-            sha256=digest.hex(),
-        )
+        self._streams.put(blob_id, data, digest)
         self.stats.blobs_sent += 1
         self.progress.advance(len(data))
-        self._acks.append((pending, len(data)))
-        self._unacked += len(data)
-        while self._unacked > ACK_WINDOW:
-            self._ack_oldest()
 
     def _paced(self, n: int) -> None:
+        """Before each piece a connection's writer sends (from its thread)."""
         if self.pace is not None:
             self.pace(n)
-        self.stats.bytes_sent += n
-
-    def _ack_oldest(self) -> None:
-        pending, size = self._acks.popleft()
-        self._unacked -= size
-        try:
-            pending.result()
-        except VaultRefused:
-            pass  # not stored (a digest mismatch in transit): the commit names it missing
+        with self._count:
+            self.stats.bytes_sent += n
 
     def _settle(self) -> None:
-        while self._acks:
-            self._ack_oldest()
+        self._streams.settle()
 
     def _commit(self, plan: PointPlan) -> dict:
         point = {
@@ -217,10 +204,11 @@ class PointSender:
             "catalog": plan.catalog[0].hex(),
         }
         for attempt in (1, 2):
+            self._settle()
+            self._streams.sync()  # the other connections' vault processes stored theirs
             pending = self.conn.send(
                 "commit", pack_ids(plan.blob_ids), appliance=self.app, point=point
             )
-            self._settle()
             try:
                 message, _ = pending.result()
                 return message.get("record") or {}

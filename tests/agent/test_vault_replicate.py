@@ -119,31 +119,52 @@ def test_a_gap_is_backfilled_and_a_point_deleted_locally_stays_on_the_vault(sour
     assert [p["point"] for p in open_vault(vault_dir).points("nas")] == ids
 
 
-def test_replicate_over_ssh_to_a_pinned_vault_host(source, tmp_path):
-    store, ids = source
+@pytest.fixture
+def ssh_vault(source, tmp_path):
+    """Vault dc1 behind sshd on 127.0.0.1: (its directory, the host, the TARGET)."""
+    store, _ = source
     vault_dir = tmp_path / "vault"
     cli_json("vault", "init", str(vault_dir), "--name", "dc1")
     host = vault_host(tmp_path / "sshd", vault_dir, store.root)
-    try:
-        target = f"ssh://{host.user}@127.0.0.1:{host.port}{vault_dir}"
-        code, _, err = cli_json("--store", str(store.root), "replicate", target)
-        assert code == 2 and "no host key pinned" in err  # never accepted on first use
-        code, out, err = cli_json(
-            "--store", str(store.root), "replicate", target, "--host-key", host.host_key
-        )
-        assert code == 0, err
-        assert out["points_sent"] == 3 and out["vault"] == "dc1"
-        known = (store.root / "appliance" / "known_hosts").read_text()
-        assert known == f"[127.0.0.1]:{host.port} {host.host_key}\n"
-        new_key = host.restart_with_new_host_key()  # an impostor at the same address
-        code, _, err = cli_json("--store", str(store.root), "replicate", target)
-        assert code == 1 and "Host key verification failed" in err
-        code, _, err = cli_json(
-            "--store", str(store.root), "replicate", target, "--host-key", new_key
-        )
-        assert code == 2 and "another pinned host key" in err
-    finally:
-        host.stop()
+    yield vault_dir, host, f"ssh://{host.user}@127.0.0.1:{host.port}{vault_dir}"
+    host.stop()
+
+
+def test_replicate_over_ssh_to_a_pinned_vault_host(source, ssh_vault):
+    store, ids = source
+    vault_dir, host, target = ssh_vault
+    code, _, err = cli_json("--store", str(store.root), "replicate", target)
+    assert code == 2 and "no host key pinned" in err  # never accepted on first use
+    pin = ("--host-key", host.host_key)
+    code, out, err = cli_json("--store", str(store.root), "replicate", target, *pin)
+    assert code == 0, err
+    assert out["points_sent"] == 3 and out["vault"] == "dc1"
+    known = (store.root / "appliance" / "known_hosts").read_text()
+    assert known == f"[127.0.0.1]:{host.port} {host.host_key}\n"
+    new_key = host.restart_with_new_host_key()  # an impostor at the same address
+    code, _, err = cli_json("--store", str(store.root), "replicate", target)
+    assert code == 1 and "Host key verification failed" in err
+    code, _, err = cli_json("--store", str(store.root), "replicate", target, "--host-key", new_key)
+    assert code == 2 and "another pinned host key" in err
+
+
+def test_several_connections_carry_the_blobs_and_the_point_is_whole(source, ssh_vault):
+    """What a long link gets: blobs spread over 3 SSH connections, stored by 3 vault
+    processes; each commit waits until the others have stored theirs."""
+    store, ids = source
+    vault_dir, host, target = ssh_vault
+    pin = ("--host-key", host.host_key)
+    code, out, err = cli_json(
+        "--store", str(store.root), "replicate", target, *pin, "--streams", "3"
+    )
+    assert code == 0, err
+    assert out["points_sent"] == 3
+    sessions = (vault_dir / "sessions" / "log.jsonl").read_text().splitlines()
+    received = [json.loads(line)["received"] for line in sessions]
+    assert len(received) == 3 and sum(1 for r in received if r > 0) >= 2
+    vault = open_vault(vault_dir)
+    assert [p["point"] for p in vault.points(appliance_id(store.root))] == ids
+    assert cli_json("vault", "verify", str(vault_dir))[0] == 0
 
 
 def test_bad_targets_are_one_line_usage_errors(store):

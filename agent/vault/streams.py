@@ -1,0 +1,145 @@
+"""Blobs going out over one or several connections to the same vault, each with its own
+writer thread, so a full pipe on one never stalls the others.
+
+Why several: SSH gives each channel a flow-control window (2 MiB with OpenSSH), so one
+connection carries at most window / round trip (20 MB/s at 100 ms) however deep our own
+pipelining is. ``connect_streams`` measures the round trip and opens enough connections to
+keep a long link full (one on a LAN). Lack queries and commits stay on the first
+connection; blobs go to whichever connection has the least queued and unacknowledged.
+Before a commit, the other connections' ``vault serve`` processes are asked to ``sync``
+(store what they received), since the commit checks that every blob is there.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from agent.vault.client import Pending, VaultConnection
+from agent.vault.protocol import VaultRefused
+
+ACK_WINDOW = 64 << 20  # bytes sent and not yet acknowledged on one connection
+QUEUED = 2  # blobs waiting for a connection's writer
+MAX_STREAMS = 8
+RTT_PER_STREAM = 0.0125  # one more connection per 12.5 ms of round trip
+
+
+class _Stream:
+    """One connection's writer thread."""
+
+    def __init__(self, conn: VaultConnection, app: str, paced: Callable[[int], None]):
+        self.conn, self.app, self.paced = conn, app, paced
+        self.queue: queue.Queue = queue.Queue(QUEUED)
+        self.acks: deque[tuple[Pending, int]] = deque()
+        self.lock = threading.Lock()
+        self.load = 0  # bytes queued or unacknowledged
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="bdr-send", daemon=True)
+        self.thread.start()
+
+    def put(self, blob_id: bytes, data, digest: bytes) -> None:
+        with self.lock:
+            self.load += len(data)
+        self.queue.put((blob_id, data, digest))
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            blob_id, data, digest = item
+            try:
+                if self.error is None:
+                    pending = self.conn.send("put", data, pace=self.paced, appliance=self.app,
+                                             blob=blob_id.hex(), sha256=digest.hex())  # fmt: skip
+                    self.acks.append((pending, len(data)))
+                    while self._unacked() > ACK_WINDOW:
+                        self._ack_oldest()
+                else:
+                    self._done(len(data))
+            except BaseException as exc:  # noqa: BLE001 - the sending thread raises it
+                self.error = exc
+                self._done(len(data))
+            finally:
+                self.queue.task_done()
+
+    def _unacked(self) -> int:
+        return sum(size for _, size in self.acks)
+
+    def _done(self, size: int) -> None:
+        with self.lock:
+            self.load -= size
+
+    def _ack_oldest(self) -> None:
+        pending, size = self.acks.popleft()
+        try:
+            pending.result()
+        except VaultRefused:
+            pass  # not stored (a digest mismatch in transit): the commit names it missing
+        finally:
+            self._done(size)
+
+    def settle(self) -> None:
+        """Everything queued is written and acknowledged; the writer's error, if any."""
+        self.queue.join()
+        while self.acks:
+            self._ack_oldest()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout=30)
+
+
+class Streams:
+    """The connections blobs go out on (the first also carries lacks and commits)."""
+
+    def __init__(self, conns: list[VaultConnection], app: str, paced: Callable[[int], None]):
+        self.conns = conns
+        self._streams = [_Stream(conn, app, paced) for conn in conns]
+
+    def put(self, blob_id: bytes, data, digest: bytes) -> None:
+        for stream in self._streams:
+            if stream.error is not None:
+                raise stream.error
+        min(self._streams, key=lambda s: s.load).put(blob_id, data, digest)
+
+    def settle(self) -> None:
+        for stream in self._streams:
+            stream.settle()
+
+    def sync(self) -> None:
+        """The other connections' vault processes have stored what they received."""
+        for pending in [conn.send("sync") for conn in self.conns[1:]]:
+            pending.result()
+
+    def close(self) -> None:
+        for stream in self._streams:
+            stream.close()
+
+
+def round_trip(conn: VaultConnection, tries: int = 3) -> float:
+    """The link's round trip in seconds (the best of a few pings)."""
+    best = math.inf
+    for _ in range(tries):
+        began = time.monotonic()
+        conn.call("ping", timeout=60)
+        best = min(best, time.monotonic() - began)
+    return best
+
+
+def streams_for(rtt: float) -> int:
+    """Connections that keep a link of this round trip full (one on a LAN)."""
+    return max(1, min(MAX_STREAMS, math.ceil(rtt / RTT_PER_STREAM)))
+
+
+def open_more(first: VaultConnection, opener: Callable[[], VaultConnection], count: int) -> list:
+    """``first`` and ``count - 1`` more connections opened at once."""
+    if count <= 1:
+        return [first]
+    with ThreadPoolExecutor(count - 1) as pool:
+        others = [f.result() for f in [pool.submit(opener) for _ in range(count - 1)]]
+    return [first, *others]
