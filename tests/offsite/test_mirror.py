@@ -146,3 +146,15 @@ def test_the_throttles_hours_are_the_sites_time_zone(zone, pushed):
 
     offsite = f.ApplianceOffsiteFactory(appliance__site__timezone=zone)
     assert services.agent_settings(offsite)["timezone"] == pushed
+
+
+def test_a_vault_byte_count_in_the_status_is_what_billing_meters():
+    from billing.metering import offsite_bytes
+
+    appliance, _ = _appliance_with_points()
+    mirror.apply_status(appliance, _answer(), now=NOW)  # the agent sends none yet
+    assert offsite_bytes([appliance.pk])[appliance.pk][1] == "local"
+    mirror.apply_status(appliance, _answer(vault_bytes=7 << 30), now=NOW)
+    assert offsite_bytes([appliance.pk]) == {appliance.pk: (7 << 30, "vault")}
+    mirror.apply_status(appliance, _answer(), now=NOW)  # a later status without it keeps it
+    assert offsite_bytes([appliance.pk]) == {appliance.pk: (7 << 30, "vault")}
