@@ -10,6 +10,7 @@ from __future__ import annotations
 from appliances import sync
 from appliances.client import AgentClient
 from appliances.models import Job, JobState
+from offsite import mirror as offsite_mirror
 from restores import boot_verification
 from restores.models import ACTIVE_VM_STATES, RecoveryPoint, VirtualMachine, VmState
 
@@ -48,6 +49,19 @@ def bootcheck_result(job: Job, agent: AgentClient | None) -> None:
     """The boot check's verdict and screenshot onto the point (else the poller copies them)."""
     if agent is not None:
         boot_verification.sync_results(job.appliance, agent)
+
+
+def replication_mirrored(job: Job, agent: AgentClient | None) -> None:
+    """After a replication (even a failed one: some points went), the points' copies and the
+    off-site state as the appliance now reports them (else the poller mirrors them)."""
+    if agent is not None:
+        offsite_mirror.mirror(job.appliance, agent)
+
+
+def replication_progress(job: Job, record: dict, now) -> None:
+    """While a replication runs, its rate and ETA are the appliance's off-site rate and
+    "caught up by" (the full status is read again when it ends)."""
+    offsite_mirror.running(job.appliance, record, now=now)
 
 
 def vm_ended(job: Job, agent: AgentClient | None) -> None:

@@ -104,8 +104,8 @@ def dispatch_job(job_id: int) -> Job:
     params.update(kind_of.start_params(job), ref=f"portal-job-{job.pk}")
     try:
         with sync.open_agent(job.appliance) as agent:
-            if kind_of.push_config and job.server is not None:
-                sync.push_server_config(job.server, agent)
+            if kind_of.prepare is not None:
+                kind_of.prepare(job, agent)
             record = agent.call(kind_of.start_method or f"{job.kind}.start", **params)
     except (AgentError, *UNREACHABLE) as exc:
         audit_refusal(getattr(exc, "code", None), str(exc), job)  # the appliance said no
@@ -144,6 +144,9 @@ def apply_record(
         return finish_job(job, record["state"], record.get("error") or "", record=record,
                           agent=agent)  # fmt: skip
     job.save(update_fields=["bytes_done", "bytes_total", "progress_at", "updated_at"])
+    on_progress = job_type(job.kind).on_progress
+    if on_progress is not None:
+        on_progress(job, record, now or timezone.now())
     return job
 
 
@@ -173,6 +176,7 @@ def finish_job(
         locked.save()
         if state == JobState.FAILED:
             audit_refusal((record or {}).get("error_code"), error, locked)
+        if state == JobState.FAILED and job_type(locked.kind).alert_on_failure:
             Alert.objects.create(
                 customer_id=locked.appliance.customer_id,
                 appliance_id=locked.appliance_id,

@@ -235,6 +235,7 @@ class JobKind(models.TextChoices):
     BOOTCHECK = "bootcheck", "Boot check"
     RESTORE = "restore", "Restore"
     EXPORT = "export", "Export"
+    REPLICATE = "replicate", "Replication"
 
 
 class JobState(models.TextChoices):

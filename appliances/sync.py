@@ -15,6 +15,7 @@ from django.utils.dateparse import parse_datetime
 from appliances import enrolment
 from appliances.client import AgentClient, HostKeyMismatch, TransportError, connect
 from appliances.models import Alert, Appliance, ApplianceState, ProtectedServer, Severity
+from offsite import mirror as offsite_mirror
 from restores import boot_verification
 from restores.models import RecoveryPoint, Tier
 
@@ -141,6 +142,7 @@ def poll_appliance(appliance: Appliance) -> dict:
             points = agent.call("points.list")
             apply_points(appliance, points or [])
             boot_verification.sync_results(appliance, agent)  # boot checks onto those points
+            offsite_mirror.mirror(appliance, agent)  # their off-site copies, the lag alert
     except TransportError as exc:
         went_offline = Appliance.objects.filter(
             pk=appliance.pk, state=ApplianceState.ONLINE

@@ -8,24 +8,38 @@ from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from billing.models import Subscription, UsageSample
+from billing.models import Subscription, UsageSample, UsageSource
+from offsite.models import ApplianceOffsite
 from portal import audit
 from restores.models import RecoveryPoint
 
 
-def offsite_bytes(appliance_ids: list[int]) -> dict[int, int]:
-    """Bytes each appliance keeps off-site now. The only place that knows the source.
+def offsite_bytes(appliance_ids: list[int]) -> dict[int, tuple[int, str]]:
+    """(bytes, source) each appliance keeps off-site now. The only place that knows the source.
 
-    Until replication reports what the vaults hold, this is the sum of the stored sizes of
-    the appliance's recovery points.
+    With a vault set: the bytes of the blobs its points reference on the vault, each blob
+    counted once, as its last ``offsite.status`` reported them (source "vault"). Without a
+    vault, or before its vault has reported a figure, the sum of the stored sizes of its
+    recovery points stands in (source "local"), as before replication existed.
     """
+    on_vault = dict(
+        ApplianceOffsite.objects.filter(
+            appliance_id__in=appliance_ids, vault__isnull=False, vault_bytes__isnull=False
+        ).values_list("appliance_id", "vault_bytes")
+    )
+    local_ids = [pk for pk in appliance_ids if pk not in on_vault]
     rows = (
-        RecoveryPoint.objects.filter(server__appliance_id__in=appliance_ids)
+        RecoveryPoint.objects.filter(server__appliance_id__in=local_ids)
         .values("server__appliance_id")
         .annotate(total=Sum("stored_bytes"))
     )
-    found = {row["server__appliance_id"]: row["total"] or 0 for row in rows}
-    return {pk: found.get(pk, 0) for pk in appliance_ids}
+    local = {row["server__appliance_id"]: row["total"] or 0 for row in rows}
+    return {
+        pk: (on_vault[pk], UsageSource.VAULT)
+        if pk in on_vault
+        else (local.get(pk, 0), UsageSource.LOCAL)
+        for pk in appliance_ids
+    }
 
 
 def metered_appliance_ids(day: dt.date) -> list[int]:
@@ -50,12 +64,15 @@ def record_daily_usage(day: dt.date | None = None, *, batch_size: int = 2000) ->
     for start in range(0, len(ids), batch_size):
         chunk = ids[start : start + batch_size]
         sizes = offsite_bytes(chunk)
-        samples = [UsageSample(appliance_id=pk, day=day, offsite_bytes=sizes[pk]) for pk in chunk]
+        samples = [
+            UsageSample(appliance_id=pk, day=day, offsite_bytes=size, source=source)
+            for pk, (size, source) in sizes.items()
+        ]
         UsageSample.objects.bulk_create(
             samples,
             update_conflicts=True,
             unique_fields=["appliance", "day"],
-            update_fields=["offsite_bytes", "taken_at"],
+            update_fields=["offsite_bytes", "source", "taken_at"],
         )
         written += len(samples)
     audit.record(None, "billing.usage_sampled", detail={"day": str(day), "samples": written})

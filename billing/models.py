@@ -116,12 +116,20 @@ class Subscription(models.Model):
             return start.replace(year=start.year + WARRANTY_YEARS, day=28)
 
 
+class UsageSource(models.TextChoices):
+    # The bytes of the blobs the appliance's points reference on its vault, counted once.
+    VAULT = "vault", "measured on the vault"
+    # No vault set (or it has not reported yet): the recovery points' stored bytes stand in.
+    LOCAL = "local", "local bytes (no vault figure)"
+
+
 class UsageSample(models.Model):
     """One day's off-site storage of one appliance, in bytes."""
 
     appliance = models.ForeignKey(Appliance, on_delete=models.CASCADE, related_name="usage_samples")
     day = models.DateField()
     offsite_bytes = models.BigIntegerField()
+    source = models.CharField(max_length=5, choices=UsageSource.choices, default=UsageSource.LOCAL)
     taken_at = models.DateTimeField(auto_now=True)
 
     tenant_path = "appliance__customer"

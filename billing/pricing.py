@@ -37,6 +37,8 @@ class SubscriptionTerms:
     # Off-site usage of the appliance over the days it was subscribed in the month.
     usage_bytes_total: int = 0
     usage_samples: int = 0
+    # Of those samples, the days with no vault set, measured by local bytes instead.
+    usage_local_samples: int = 0
 
 
 @dataclass
@@ -130,11 +132,18 @@ def _overage_line(sub: SubscriptionTerms, price: PriceTerms, label: str) -> Line
     """The off-site storage over the included GB, from the month's daily usage samples."""
     over = overage_gb(sub.usage_bytes_total, sub.usage_samples, price.included_gb)
     average = Decimal(sub.usage_bytes_total) / sub.usage_samples / GB_BYTES
+    measured = "measured on the vault"
+    if sub.usage_local_samples:
+        measured = (
+            f"{sub.usage_local_samples} of them local bytes (no vault figure)"
+            if sub.usage_local_samples < sub.usage_samples
+            else "local bytes: no vault figure"
+        )
     return LineDraft(
         sub.appliance_id,
         "overage",
         f"Off-site storage of {label}: average {average:.2f} GB over "
-        f"{sub.usage_samples} daily samples, {price.included_gb} GB included, "
+        f"{sub.usage_samples} daily samples ({measured}), {price.included_gb} GB included, "
         f"{over} GB over (1 GB = 2^30 bytes)",
         Decimal(over),
         price.overage_per_gb,
@@ -142,6 +151,7 @@ def _overage_line(sub: SubscriptionTerms, price: PriceTerms, label: str) -> Line
         {
             "average_bytes": sub.usage_bytes_total // sub.usage_samples,
             "samples": sub.usage_samples,
+            "local_samples": sub.usage_local_samples,
             "included_gb": price.included_gb,
             "overage_gb": over,
         },

@@ -23,6 +23,7 @@ from billing.models import (
     Subscription,
     SubscriptionKind,
     UsageSample,
+    UsageSource,
 )
 from billing.periods import month_end, month_start, previous_month
 from portal.models import User
@@ -111,7 +112,11 @@ def top_consumers(user: User, period: dt.date, limit: int = 10) -> list[dict]:
             "appliance__model",
             "appliance__customer__name",
         )
-        .annotate(average=Avg("offsite_bytes"), samples=Count("id"))
+        .annotate(
+            average=Avg("offsite_bytes"),
+            samples=Count("id"),
+            local_samples=Count("id", filter=Q(source=UsageSource.LOCAL)),
+        )
         .order_by("-average", "appliance_id")[:limit]
     )
     billed = dict(
@@ -134,10 +139,20 @@ def top_consumers(user: User, period: dt.date, limit: int = 10) -> list[dict]:
             "model": r["appliance__model"],
             "average_gb": (Decimal(r["average"]) / GB_BYTES).quantize(Decimal("0.01")),
             "samples": r["samples"],
+            "measured": _measured(r["samples"], r["local_samples"]),
             "overage_billed": billed.get(r["appliance_id"], ZERO),
         }
         for r in rows
     ]
+
+
+def _measured(samples: int, local_samples: int) -> str:
+    """Where a month's samples came from: the vault, or local bytes where no vault was set."""
+    if not local_samples:
+        return "vault"
+    if local_samples == samples:
+        return "local (no vault figure)"
+    return f"vault, {local_samples} days local"
 
 
 def unpaid_by_age(user: User, today: dt.date | None = None) -> list[dict]:

@@ -11,7 +11,7 @@ from django.db.models import Count, F, Q, Sum
 from appliances.models import Appliance
 from billing import pricing
 from billing.errors import BillingError
-from billing.models import Price, PriceBook, Subscription
+from billing.models import Price, PriceBook, Subscription, UsageSource
 from billing.periods import month_end, month_start
 from portal import audit
 from portal.models import User
@@ -154,6 +154,10 @@ def subscription_terms(
         .annotate(
             usage_total=Sum("appliance__usage_samples__offsite_bytes", filter=in_span),
             usage_count=Count("appliance__usage_samples", filter=in_span),
+            usage_local=Count(
+                "appliance__usage_samples",
+                filter=in_span & Q(appliance__usage_samples__source=UsageSource.LOCAL),
+            ),
         )
         .order_by("customer_id", "pk")
     )
@@ -171,6 +175,7 @@ def subscription_terms(
                 ends_on=r["ends_on"],
                 usage_bytes_total=r["usage_total"] or 0,
                 usage_samples=r["usage_count"] or 0,
+                usage_local_samples=r["usage_local"] or 0,
             )
         )
     return found

@@ -354,21 +354,10 @@ def billing_report_revenue_csv(request):
 def billing_report_consumers_csv(request):
     month = _report_month(request)
     rows = reports.top_consumers(request.user, month)
+    columns = ["customer", "appliance", "serial", "model", "average_gb", "samples", "measured",
+               "overage_billed"]  # fmt: skip
     return exports.csv_response(
-        f"top-storage-{month:%Y-%m}.csv",
-        ["customer", "appliance", "serial", "model", "average_gb", "samples", "overage_billed"],
-        (
-            [
-                r["customer"],
-                r["appliance"],
-                r["serial"],
-                r["model"],
-                r["average_gb"],
-                r["samples"],
-                r["overage_billed"],
-            ]
-            for r in rows
-        ),
+        f"top-storage-{month:%Y-%m}.csv", columns, ([r[c] for c in columns] for r in rows)
     )
 
 

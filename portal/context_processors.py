@@ -10,6 +10,8 @@ _NAV = [
     ("Jobs", "job_list", {Role.MSP_ADMIN, Role.TECHNICIAN}),
     ("Alerts", "alert_list", {Role.MSP_ADMIN, Role.TECHNICIAN}),
     ("Restore files", "restore_home", set(Role)),
+    ("Off-site", "offsite_home", set(Role)),
+    ("Vaults", "vault_list", {Role.MSP_ADMIN}),
     ("Billing", "billing_home", {Role.MSP_ADMIN}),
     ("Users", "user_list", {Role.MSP_ADMIN, Role.CUSTOMER_ADMIN}),
     ("Audit log", "audit_list", {Role.MSP_ADMIN, Role.CUSTOMER_ADMIN}),

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "appliances",
     "restores",
     "billing",
+    "offsite",
 ]
 
 MIDDLEWARE = [
@@ -255,6 +256,17 @@ BDR_CONSOLE_CHECK_SECONDS = env.float("BDR_CONSOLE_CHECK_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE["poll-appliances"] = {
     "task": "appliances.tasks.poll_all_appliances",
     "schedule": env.float("BDR_POLL_SECONDS", default=300.0),
+}
+
+# Off-site: an alert when an appliance's oldest point not yet on its vault is older than this;
+# scheduled replications are queued every BDR_REPLICATE_SECONDS for appliances with points
+# waiting, and an appliance whose last replication failed is left alone for
+# BDR_REPLICATE_RETRY_MINUTES.
+BDR_OFFSITE_LAG_ALERT_HOURS = env.float("BDR_OFFSITE_LAG_ALERT_HOURS", default=24.0)
+BDR_REPLICATE_RETRY_MINUTES = env.float("BDR_REPLICATE_RETRY_MINUTES", default=60.0)
+CELERY_BEAT_SCHEDULE["offsite-replicate"] = {
+    "task": "offsite.tasks.replicate_due",
+    "schedule": env.float("BDR_REPLICATE_SECONDS", default=900.0),
 }
 
 # Billing. Stripe is optional: with no STRIPE_API_KEY invoices are still made and are marked

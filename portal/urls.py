@@ -56,6 +56,7 @@ urlpatterns = [
     path("appliances/", include("appliances.urls")),
     path("restore/", include("restores.urls")),
     path("billing/", include("billing.urls")),
+    path("offsite/", include("offsite.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/", include(api.router.urls)),
     path("admin/", admin.site.urls),

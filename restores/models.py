@@ -36,7 +36,10 @@ class RecoveryPoint(models.Model):
     size_bytes = models.BigIntegerField(default=0)
     stored_bytes = models.BigIntegerField(default=0)
     verified = models.BooleanField(null=True)
-    offsite_copies = models.PositiveSmallIntegerField(default=0)
+    # Off-site copies, from the appliance's offsite.status: on its vault, and on the vault
+    # that vault replicates to (three copies with the local one).
+    on_vault = models.BooleanField(default=False)
+    on_second_vault = models.BooleanField(default=False)
     synced_at = models.DateTimeField(auto_now=True)
     # Boot verification: the appliance booted the point with no network and saw it come up.
     boot_verified = models.BooleanField(null=True)

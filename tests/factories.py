@@ -239,3 +239,26 @@ class RestoreGrantFactory(factory.django.DjangoModelFactory):
         role=Role.CUSTOMER_USER,
         customer=factory.SelfAttribute("..server.appliance.customer"),
     )
+
+
+# --- off-site ---------------------------------------------------------------------------------
+
+from offsite.models import ApplianceOffsite, Vault  # noqa: E402
+
+
+class VaultFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Vault
+
+    name = factory.Sequence(lambda n: f"vault{n}")
+    data_centre = factory.Sequence(lambda n: f"DC {n}")
+    endpoint = factory.Sequence(lambda n: f"s3://bdr-vault-{n}/appliances")
+    capacity_bytes = 100 * 10**12
+
+
+class ApplianceOffsiteFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ApplianceOffsite
+
+    appliance = factory.SubFactory(ApplianceFactory)
+    vault = factory.SubFactory(VaultFactory)

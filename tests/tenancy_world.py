@@ -39,6 +39,8 @@ def build_tenant(label: str) -> Tenant:
     tenant.objects["vm"] = f.VirtualMachineFactory(
         server=server, point=tenant.objects["point"], error=f"{label} vm"
     )
+    tenant.objects["vault"] = f.VaultFactory(name=f"{label} vault", data_centre=f"{label} dc")
+    f.ApplianceOffsiteFactory(appliance=appliance, vault=tenant.objects["vault"])
     tenant.objects["subscription"] = f.SubscriptionFactory(appliance=appliance)
     tenant.objects["usage"] = f.UsageSampleFactory(appliance=appliance)
     tenant.objects["invoice"] = f.InvoiceFactory(customer=customer, number=f"{label}-INV"[:40])

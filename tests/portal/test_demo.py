@@ -51,6 +51,9 @@ def test_demo_appliances_hold_real_backups_with_a_daily_point(db, tmp_path, now,
         (dt.datetime.combine(day, dt.time(9, 0), dt.UTC), "intraday"),
     ]
     assert Appliance.objects.get(serial="V2-0002").state == "new"
+    # ...and each of them is off-site twice: on ams1 and on fra1, which ams1 replicates to
+    assert {(p.on_vault, p.on_second_vault) for p in points} == {(True, True)}
+    assert acme.offsite.vault.name == "ams1" and acme.offsite.waiting_since is None
 
 
 @pytest.mark.parametrize(

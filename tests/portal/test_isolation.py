@@ -33,6 +33,8 @@ KWARG_OBJECTS = {
     "invoice_pk": "invoice",
     "subscription_pk": "subscription",
     "vm_pk": "vm",
+    # Vaults are the MSP's inventory, not a tenant's: their pages are for MSP admins only.
+    "vault_pk": "vault",
 }
 # DRF routes name their object "pk"; the route's basename says which object it is.
 API_BASENAME_OBJECTS = {

@@ -19,6 +19,7 @@ from django.utils.dateparse import parse_datetime
 from appliances import services as appliance_services
 from appliances import sync
 from appliances.models import Appliance, ApplianceState, Transport
+from offsite.demo import make_demo_vaults
 from portal import services
 from portal.models import Customer, Role, User
 
@@ -225,6 +226,7 @@ class Command(BaseCommand):
             if user.is_msp:
                 _demo_authenticator(user)
         self._grant_restores()
+        make_demo_vaults(root)
         spare = _volume(root / "volumes" / "new-server.img", seed=99)
         self.stdout.write("Demo data ready. Sign in at http://127.0.0.1:8000/ with:")
         for username, role, cname in USERS:
