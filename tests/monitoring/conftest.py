@@ -20,11 +20,17 @@ from appliances.models import (
     Volume,
 )
 from monitoring import engine
-from tests.appliances.conftest import agent_store, protected_server, ssh_appliance, sshd  # noqa: F401
+from tests.appliances import conftest as appliance_fixtures
 from tests.factories import ProtectedServerFactory, SiteFactory
 from tests.support.agent_store import agent, init_store, make_volume
+from tests.support.sshd import _start
 
 T0 = dt.datetime(2026, 11, 5, 10, 0, tzinfo=dt.UTC)
+# The appliance tests' sshd fixtures: a real agent store behind OpenSSH.
+agent_store = appliance_fixtures.agent_store
+sshd = appliance_fixtures.sshd
+ssh_appliance = appliance_fixtures.ssh_appliance
+protected_server = appliance_fixtures.protected_server
 
 
 @dataclass
@@ -78,3 +84,57 @@ def lab(db, tmp_path, clock) -> Lab:
     )  # fmt: skip
     server = protect(appliance, "dc01", image, T0 - dt.timedelta(days=30))
     return Lab(appliance, server, store, image, clock)
+
+
+class Office:
+    """An appliance behind a real sshd (its store is ``store``) with its servers."""
+
+    def __init__(self, appliance, servers, store, sshd, clock):
+        self.appliance, self.servers, self.store = appliance, servers, store
+        self.sshd, self.clock = sshd, clock
+
+    def back_up(self, server, at: dt.datetime) -> None:
+        image = str(self.servers[0].image)
+        agent(self.store, "backup", server.name, image, "--volume", "C", "--at", at.isoformat())
+
+    def poll(self, now: dt.datetime) -> None:
+        self.clock.move_to(now)
+        tasks.poll_appliance(self.appliance.pk)
+
+    def cycle(self, now: dt.datetime) -> engine.CycleReport:
+        self.clock.move_to(now)
+        return engine.run_cycle(now)
+
+    def down(self) -> None:
+        self.sshd.stop()
+
+    def up(self) -> None:
+        self.sshd.process = _start(self.sshd.dir / "sshd_config", self.sshd.port)
+
+    def states(self) -> list[str]:
+        from monitoring.models import ServerStatus
+
+        return sorted(ServerStatus.objects.values_list("state", flat=True))
+
+
+@pytest.fixture
+def bare_office(ssh_appliance, protected_server, agent_store, sshd, settings):
+    """A V1 behind sshd with two servers protected for 30 days, nothing backed up yet, under
+    a frozen clock at T0."""
+    settings.BDR_RPC_RETRY_DELAYS = [0.05]
+    created = T0 - dt.timedelta(days=30)
+    with time_machine.travel(T0, tick=False) as clock:
+        ProtectedServer.objects.filter(pk=protected_server.pk).update(created_at=created)
+        protected_server.created_at = created
+        second = protect(ssh_appliance, "fs01", protected_server.image, created)
+        second.image = protected_server.image
+        yield Office(ssh_appliance, [protected_server, second], agent_store, sshd, clock)
+
+
+@pytest.fixture
+def office(bare_office):
+    """The office with both servers backed up ten minutes before T0, polled at T0."""
+    for server in bare_office.servers:
+        bare_office.back_up(server, T0 - dt.timedelta(minutes=10))
+    bare_office.poll(T0)
+    return bare_office
