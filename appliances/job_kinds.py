@@ -32,10 +32,17 @@ class JobType:
     # backup's server config, a replication's off-site settings): a push that failed when
     # it was saved is not lost.
     prepare: Callable[[Job, AgentClient], None] | None = None
+    # Called with each progress record the portal folds in while the job runs (its rate and
+    # ETA too), for kinds whose progress means more than the job's bar.
+    on_progress: Callable[[Job, dict, dt.datetime], None] | None = None
     # The agent's method that starts it; "" means "<kind>.start".
     start_method: str = ""
     # How people name one ("A VM of dc01 is already running").
     noun: str = ""
+    # Raise a critical alert when one fails. Not for replications: they are retried on a
+    # schedule and the off-site lag alert (offsite/mirror.py) says, once, when the copy
+    # falls behind, instead of one alert per failed run while a vault is down.
+    alert_on_failure: bool = True
 
 
 def _exact_paths(job: Job) -> dict:
@@ -77,8 +84,10 @@ REGISTRY: dict[str, JobType] = {
     "replicate": JobType(
         stall_limit=10 * MINUTES,
         on_finish=job_results.replication_mirrored,
+        on_progress=job_results.replication_progress,
         prepare=_push_offsite_settings,
         noun="replication",
+        alert_on_failure=False,
     ),
     # A VM's job lasts as long as the VM runs: no stall limit.
     "virtualize": JobType(stall_limit=None, on_finish=job_results.vm_ended, noun="VM"),

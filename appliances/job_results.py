@@ -58,6 +58,12 @@ def replication_mirrored(job: Job, agent: AgentClient | None) -> None:
         offsite_mirror.mirror(job.appliance, agent)
 
 
+def replication_progress(job: Job, record: dict, now) -> None:
+    """While a replication runs, its rate and ETA are the appliance's off-site rate and
+    "caught up by" (the full status is read again when it ends)."""
+    offsite_mirror.running(job.appliance, record, now=now)
+
+
 def vm_ended(job: Job, agent: AgentClient | None) -> None:
     """A VM's job ends with the VM: when it failed (qemu died), its VM is failed with the agent's
     reason at once, not only when somebody next opens the VM's page (``refresh_vm``)."""

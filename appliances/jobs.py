@@ -144,6 +144,9 @@ def apply_record(
         return finish_job(job, record["state"], record.get("error") or "", record=record,
                           agent=agent)  # fmt: skip
     job.save(update_fields=["bytes_done", "bytes_total", "progress_at", "updated_at"])
+    on_progress = job_type(job.kind).on_progress
+    if on_progress is not None:
+        on_progress(job, record, now or timezone.now())
     return job
 
 
@@ -173,6 +176,7 @@ def finish_job(
         locked.save()
         if state == JobState.FAILED:
             audit_refusal((record or {}).get("error_code"), error, locked)
+        if state == JobState.FAILED and job_type(locked.kind).alert_on_failure:
             Alert.objects.create(
                 customer_id=locked.appliance.customer_id,
                 appliance_id=locked.appliance_id,

@@ -18,13 +18,13 @@ def offsite_bytes(appliance_ids: list[int]) -> dict[int, tuple[int, str]]:
     """(bytes, source) each appliance keeps off-site now. The only place that knows the source.
 
     With a vault set: the bytes of the blobs its points reference on the vault, each blob
-    counted once, as its last ``offsite.status`` reported them (nothing reported yet: 0,
-    since nothing is known to be off-site). Without a vault, the sum of the stored sizes of
-    its recovery points stands in (source "local"), as before replication existed.
+    counted once, as its last ``offsite.status`` reported them (source "vault"). Without a
+    vault, or before its vault has reported a figure, the sum of the stored sizes of its
+    recovery points stands in (source "local"), as before replication existed.
     """
     on_vault = dict(
         ApplianceOffsite.objects.filter(
-            appliance_id__in=appliance_ids, vault__isnull=False
+            appliance_id__in=appliance_ids, vault__isnull=False, vault_bytes__isnull=False
         ).values_list("appliance_id", "vault_bytes")
     )
     local_ids = [pk for pk in appliance_ids if pk not in on_vault]

@@ -150,7 +150,9 @@ def _measured(samples: int, local_samples: int) -> str:
     """Where a month's samples came from: the vault, or local bytes where no vault was set."""
     if not local_samples:
         return "vault"
-    return "local (no vault figure)" if local_samples == samples else f"vault, {local_samples} days local"
+    if local_samples == samples:
+        return "local (no vault figure)"
+    return f"vault, {local_samples} days local"
 
 
 def unpaid_by_age(user: User, today: dt.date | None = None) -> list[dict]:

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 from django import forms
+from django.core.validators import MaxValueValidator
 
 from offsite import checks
-from offsite.models import ApplianceOffsite, Vault
+from offsite.models import ApplianceOffsite, OffsiteRetention, Vault
 
 
 class VaultForm(forms.ModelForm):
     capacity_gb = forms.IntegerField(
-        label="Capacity (GB)", min_value=0, max_value=10**9, help_text="1 GB = 2^30 bytes, as billing counts"
+        label="Capacity (GB)",
+        min_value=0,
+        max_value=10**9,
+        help_text="1 GB = 2^30 bytes, as billing counts",
     )
 
     class Meta:
@@ -71,3 +75,17 @@ class ThrottleForm(forms.ModelForm):
 
     def clean_windows(self):
         return checks.clean_windows(self.cleaned_data["windows"])
+
+
+class OffsiteRetentionForm(forms.ModelForm):
+    class Meta:
+        model = OffsiteRetention
+        fields = list(OffsiteRetention.TIERS)
+        help_texts = {"yearly": "e.g. 7 for a seven-year archive, whatever the appliance keeps"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in self.Meta.fields:
+            self.fields[name].max_value = 1000
+            self.fields[name].widget.attrs["max"] = 1000
+            self.fields[name].validators.append(MaxValueValidator(1000))

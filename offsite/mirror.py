@@ -99,20 +99,32 @@ def parse_status(answer: dict) -> OffsiteStatus:
     return status
 
 
-def mirror(appliance: Appliance, agent: AgentClient, *, now: dt.datetime | None = None) -> None:
-    """Ask the appliance (in ``agent``'s session) for its off-site state and mirror it. The
-    agent answers from what it recorded, without reaching the vault, so a vault that is
-    down still has its lag measured (and alerted) here."""
+def mirror(
+    appliance: Appliance,
+    agent: AgentClient,
+    *,
+    now: dt.datetime | None = None,
+    refresh: bool = False,
+) -> None:
+    """Ask the appliance (in ``agent``'s session) for its off-site state and mirror it.
+    Without ``refresh`` the agent answers from what it recorded, without reaching the vault,
+    so a vault that is down still has its lag measured (and alerted) here; with it, the
+    agent asks the vault first (which points it holds, and where else it copied them)."""
     now = now or timezone.now()
     if ApplianceOffsite.objects.filter(appliance=appliance, vault__isnull=False).exists():
+        params = {"refresh": True} if refresh else {}
         try:
-            apply_status(appliance, agent.call("offsite.status") or {}, now=now)
+            apply_status(appliance, agent.call("offsite.status", **params) or {}, now=now)
             return
         except AgentError as exc:
+            if refresh:
+                raise  # asked for by a person: they are told why
             log.warning("off-site status of %s not read: %s", appliance.serial, exc)
-    offsite = ApplianceOffsite.objects.select_related("vault", "appliance").filter(
-        appliance=appliance
-    ).first()
+    offsite = (
+        ApplianceOffsite.objects.select_related("vault", "appliance")
+        .filter(appliance=appliance)
+        .first()
+    )
     if offsite is not None:
         check_lag_alert(offsite, now=now)  # by the last status read
 
@@ -147,6 +159,17 @@ def apply_status(appliance: Appliance, answer: dict, *, now: dt.datetime) -> App
     return offsite
 
 
+def running(appliance: Appliance, record: dict, *, now: dt.datetime) -> None:
+    """A running replication's progress record: its rate, what it still has to send, and
+    when it will be done at that rate."""
+    done, total = _int(record.get("bytes_done")), _int(record.get("bytes_total"))
+    eta = record.get("eta_seconds")
+    changes = {"rate_bps": _int(record.get("rate")), "queued_bytes": max(0, total - done)}
+    if isinstance(eta, (int, float)) and 0 <= eta < 10**9:
+        changes["eta_at"] = now + dt.timedelta(seconds=eta)
+    ApplianceOffsite.objects.filter(appliance=appliance).update(**changes)
+
+
 def check_lag_alert(offsite: ApplianceOffsite, *, now: dt.datetime) -> None:
     """One open alert while the off-site lag is over the threshold; resolved when it drops
     (or the appliance has no vault any more)."""
@@ -171,7 +194,7 @@ def check_lag_alert(offsite: ApplianceOffsite, *, now: dt.datetime) -> None:
             kind=LAG_ALERT,
             severity=Severity.WARNING,
             message=(
-                f"{appliance.name}: off-site copy {hours} h behind (a point taken "
-                f"{offsite.waiting_since:%Y-%m-%d %H:%M} UTC is not on {offsite.vault.name} yet)"
+                f"{appliance.name}: off-site copy {hours} h behind: a recovery point has "
+                f"waited that long to reach {offsite.vault.name}"
             )[:500],
         )

@@ -13,7 +13,7 @@ import datetime as dt
 from django.db import models
 from django.db.models import F, Q
 
-from appliances.models import Appliance
+from appliances.models import Appliance, ProtectedServer
 from portal.tenancy import TenantManager
 
 
@@ -67,6 +67,9 @@ class ApplianceOffsite(models.Model):
     # The last push of vault and windows to the appliance (settings.set), and what went wrong.
     pushed_at = models.DateTimeField(null=True, blank=True)
     push_error = models.CharField(max_length=500, blank=True)
+    # The SSH public key the appliance shows vault hosts (rpc offsite.key), for their
+    # authorized_keys; read with each push.
+    appliance_key = models.TextField(blank=True)
 
     # Mirrored from the appliance's offsite.status (appliances/sync.py's poller, a
     # replication's end): when it was read, and what it said.
@@ -104,3 +107,30 @@ class ApplianceOffsite(models.Model):
         if self.waiting_since is None:
             return dt.timedelta(0)
         return max(dt.timedelta(0), now - self.waiting_since)
+
+
+class OffsiteRetention(models.Model):
+    """How many points of each tier the vaults keep for a server. It may keep more than the
+    appliance does (years of yearly points); a server without one keeps everything
+    off-site. The vaults apply it themselves, deleting through a trash (agent/README.md)."""
+
+    server = models.OneToOneField(
+        ProtectedServer, on_delete=models.CASCADE, related_name="offsite_retention"
+    )
+    daily = models.PositiveIntegerField(default=7)
+    weekly = models.PositiveIntegerField(default=4)
+    monthly = models.PositiveIntegerField(default=12)
+    yearly = models.PositiveIntegerField(default=7)
+
+    tenant_path = "server__appliance__customer"
+    server_path = "server"
+    objects = TenantManager()
+
+    TIERS = ("daily", "weekly", "monthly", "yearly")
+
+    def __str__(self) -> str:
+        return ", ".join(f"{getattr(self, t)} {t}" for t in self.TIERS) + " off-site"
+
+    def as_policy(self) -> dict:
+        """The agent's form (``offsite_policies`` entry): today's points all kept."""
+        return {t: getattr(self, t) for t in self.TIERS}

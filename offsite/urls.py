@@ -18,4 +18,14 @@ urlpatterns = [
         views.appliance_replicate,
         name="appliance_replicate",
     ),
+    path(
+        "appliances/<int:appliance_pk>/refresh/",
+        views.appliance_offsite_refresh,
+        name="appliance_offsite_refresh",
+    ),
+    path(
+        "servers/<int:server_pk>/retention/",
+        views.server_offsite_retention,
+        name="server_offsite_retention",
+    ),
 ]

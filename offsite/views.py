@@ -13,11 +13,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from appliances import jobs
+from appliances.models import ProtectedServer
 from offsite import selectors, services
-from offsite.forms import AssignVaultForm, ThrottleForm, VaultForm
-from offsite.models import Vault
+from offsite.forms import AssignVaultForm, OffsiteRetentionForm, ThrottleForm, VaultForm
+from offsite.models import OffsiteRetention, Vault
 from portal.access import any_role_required, msp_admin_required, msp_required
 from portal.pagination import paginate
+from portal.tenancy import get_for_user
 
 
 @any_role_required
@@ -88,6 +90,7 @@ def appliance_offsite(request, appliance_pk: int):
         "throttle_form": throttle_form,
         "jobs": selectors.replications_for(request.user, appliance)[:10],
         "running": selectors.running_replication(appliance),
+        "vault_keys_line": services.vault_authorized_keys_line(offsite),
         "now": timezone.now(),
         "threshold": _threshold(),
     }
@@ -123,3 +126,33 @@ def appliance_replicate(request, appliance_pk: int):
         messages.error(request, " ".join(exc.messages))
         return redirect("appliance_offsite", appliance_pk=appliance.pk)
     return redirect("job_detail", job_pk=job.pk)
+
+
+@msp_required
+@require_POST
+def appliance_offsite_refresh(request, appliance_pk: int):
+    """Ask the appliance to ask its vault what it holds (and where it copied it) now."""
+    appliance = selectors.appliance_offsite_for(request.user, appliance_pk)
+    try:
+        services.refresh_from_vault(appliance)
+        messages.success(request, f"{appliance.name} asked its vault; the copies are up to date.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("appliance_offsite", appliance_pk=appliance.pk)
+
+
+@msp_required
+def server_offsite_retention(request, server_pk: int):
+    """How long the vaults keep a server's points (may be longer than the appliance)."""
+    server = get_for_user(ProtectedServer, request.user, pk=server_pk)
+    policy = OffsiteRetention.objects.filter(server=server).first() or OffsiteRetention()
+    form = OffsiteRetentionForm(request.POST or None, instance=policy)
+    if request.method == "POST" and form.is_valid():
+        problem = services.set_offsite_retention(server, form.cleaned_data, actor=request.user,
+                                                 request=request)  # fmt: skip
+        messages.success(request, f"Off-site retention of {server} saved.")
+        if problem:
+            messages.warning(request, problem)
+        return redirect("server_detail", server_pk=server.pk)
+    title = f"Off-site retention of {server}"
+    return render(request, "portal/form.html", {"form": form, "title": title})

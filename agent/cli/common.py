@@ -52,3 +52,15 @@ def count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return int(text)
+
+
+def report_skipped(args, result: dict, verb: str, summary: list[str]) -> int:
+    """Print an off-site command's result (JSON, or a line per point it could not handle
+    and the summary lines); exit 3 when some point was skipped."""
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for skipped in result["skipped"]:
+            print(f"NOT {verb} {skipped['point']}: {skipped['reason']}")
+        print("\n".join(summary))
+    return EXIT_DAMAGE if result["skipped"] else EXIT_OK

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agent.cli.common import EXIT_DAMAGE, EXIT_OK, Parser, count, progress_of
+from agent.cli.common import EXIT_DAMAGE, EXIT_OK, Parser, count, progress_of, report_skipped
 
 
 def cmd_vault_init(args) -> int:
@@ -55,7 +55,61 @@ def cmd_vault_serve(args) -> int:
     return serve(open_vault(args.dir), only=args.appliance or "")
 
 
-VAULT_COMMANDS = {"init": cmd_vault_init, "verify": cmd_vault_verify, "serve": cmd_vault_serve}
+def cmd_vault_replicate(args) -> int:
+    import datetime as dt
+    from pathlib import Path
+
+    from agent.vault.replicate import replicate_vault
+    from agent.vault.store import open_vault
+    from agent.vault.targets import parse_target, pin_host_key
+    from agent.vault.throttle import Throttle, parse_rate, parse_windows, rate_at, zone
+
+    vault = open_vault(args.dir)
+    target = parse_target(args.target)
+    if args.host_key and target.kind == "ssh":
+        pin_host_key(Path(args.dir) / "known_hosts", target, args.host_key)
+    limit, windows = parse_rate(args.limit), parse_windows(args.windows)
+    progress = progress_of(args)
+    throttle = Throttle(
+        lambda: rate_at(windows, limit, dt.datetime.now(dt.UTC), zone("UTC")), on_wait=progress.beat
+    )
+    result = replicate_vault(vault, target, pace=throttle.take, progress=progress)
+    summary = [
+        f"{app['appliance']}: {app['points_sent']} point(s) sent, "
+        f"{app['points_there']} on {result['target_vault']}"
+        for app in result["appliances"]
+    ]
+    return report_skipped(args, result, "SENT", summary)
+
+
+def cmd_vault_retention(args) -> int:
+    import datetime as dt
+
+    from agent.store.backup import parse_time
+    from agent.vault.retention import apply_retention
+    from agent.vault.store import open_vault
+
+    now = parse_time(args.now) if args.now else dt.datetime.now(dt.UTC)
+    report = apply_retention(open_vault(args.dir), now)
+    if args.json:
+        print(json.dumps(report))
+        return EXIT_OK
+    for app in report["appliances"]:
+        print(
+            f"{app['appliance']}: kept {len(app['kept'])}, trashed {len(app['trashed'])}, "
+            f"purged {len(app['purged_points'])} ({app['bytes_freed']} bytes freed)"
+            + (f"; {app['purge_postponed']}" if app.get("purge_postponed") else "")
+        )
+    return EXIT_OK
+
+
+VAULT_COMMANDS = {
+    "init": cmd_vault_init,
+    "verify": cmd_vault_verify,
+    "serve": cmd_vault_serve,
+    "replicate": cmd_vault_replicate,
+    "retention": cmd_vault_retention,
+}
 
 
 def cmd_vault(args) -> int:
@@ -85,3 +139,12 @@ def add_parsers(sub, common) -> None:
     p = vault_sub.add_parser("serve", parents=[common], help="the protocol on stdin/stdout (SSH)")
     p.add_argument("dir", help="the vault directory, or s3://bucket/prefix")
     p.add_argument("--appliance", help="allow only this appliance's namespace")
+    p = vault_sub.add_parser("replicate", parents=[common], help="send points on to a vault")
+    p.add_argument("dir")
+    p.add_argument("target", help="a vault directory or ssh://user@host[:port]/DIR")
+    p.add_argument("--limit", help="bytes/s (512K, 4M, 20mbit)")
+    p.add_argument("--windows", help="'mon-fri 08:00-18:00 20mbit; * * off' (UTC)")
+    p.add_argument("--host-key", help="pin the target host's key ('ssh-ed25519 AAAA...')")
+    p = vault_sub.add_parser("retention", parents=[common], help="apply the off-site policies")
+    p.add_argument("dir")
+    p.add_argument("--now", help="ISO-8601 (default now)")

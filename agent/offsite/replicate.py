@@ -33,9 +33,14 @@ from agent.store.keys import NONCE_BYTES, SEAL_MAGIC
 from agent.store.locking import StoreLock
 from agent.store.progress import Progress
 from agent.vault.backend import sha256
-from agent.vault.protocol import ProtocolError
 from agent.vault.targets import Target, connect, ensure_identity
-from agent.vault.transfer import BlobUnavailable, PointPlan, PointSender
+from agent.vault.transfer import (
+    BlobUnavailable,
+    KnownOnTarget,
+    PointPlan,
+    PointSender,
+    remote_points,
+)
 
 ORDERS = ("newest", "oldest")
 
@@ -118,30 +123,6 @@ def local_points(store: Store, servers: list[str] | None) -> Iterator[tuple[Poin
             yield record, (sha256(raw), raw)
 
 
-class KnownOnTarget:
-    """Blobs the target surely holds for a point: those of the nearest point of the same
-    volume committed whole there (so an incremental asks about its new blobs only)."""
-
-    def __init__(self, store: Store, records: list[PointRecord], whole: set[str]):
-        self.store = store
-        self.records = records
-        self.whole = whole
-        self._cached: tuple[str, set[bytes]] = ("", set())
-
-    def for_point(self, record: PointRecord) -> set[bytes]:
-        same = [r for r in self.records if r.id in self.whole and
-                (r.server, r.volume) == (record.server, record.volume)]  # fmt: skip
-        if not same:
-            return set()
-        nearest = min(same, key=lambda r: abs((r.taken_at_dt - record.taken_at_dt).total_seconds()))
-        if self._cached[0] != nearest.id:
-            try:
-                self._cached = (nearest.id, set(self.store.point_blob_ids(nearest.id)))
-            except AgentError:
-                return set()  # rolled up meanwhile: ask about every blob
-        return self._cached[1]
-
-
 def plan_point(store: Store, record: PointRecord, catalog: tuple, known: set[bytes]) -> PointPlan:
     """What sending ``record`` takes; BlobUnavailable if the point is gone or its index
     no longer matches its catalog."""
@@ -166,9 +147,11 @@ def replicate(
     pace: Callable[[int], None] | None = None,
     progress: Progress | None = None,
     on_commit: Callable[[str, dict], None] | None = None,
+    policies: dict[str, dict] | None = None,
 ) -> dict:
     """Send every point the vault does not hold whole (and did not retire); a summary.
-    The run's progress and each commit are kept in the off-site state as it goes."""
+    ``policies`` (server -> off-site retention policy) go to the vault first. The run's
+    progress and each commit are kept in the off-site state as it goes."""
     if order not in ORDERS:
         raise UsageError(f"order must be one of {', '.join(ORDERS)}")
     known_hosts, identity = vault_files(store.root)
@@ -177,6 +160,8 @@ def replicate(
         recorder = RunRecorder(store.root, target.text)
         try:
             with connect(target, known_hosts, identity) as conn:
+                for server, policy in (policies or {}).items():
+                    conn.call("policy", appliance=app, server=server, policy=policy)
                 run = _Run(store, conn, app, recorder, on_commit)
                 result = run.send_all(servers, order, pace, progress or Progress())
         except BaseException as exc:
@@ -197,14 +182,15 @@ class _Run:
     def send_all(self, servers, order: str, pace, progress: Progress) -> dict:
         store, conn = self.store, self.conn
         remote = remote_points(conn, self.app)
-        record_vault_points(store.root, self.recorder.target, conn.vault_name, remote["points"],
-                            remote["retired"])  # fmt: skip
+        record_vault_points(
+            store.root, self.recorder.target, conn.vault_name, remote["points"], remote["retired"]
+        )
         whole = {p["point"] for p in remote["points"] if p.get("whole")}
         retired = set(remote["retired"])
         points = list(local_points(store, servers))
         todo = [(r, c) for r, c in points if r.id not in whole and r.id not in retired]
         todo.sort(key=lambda rc: (rc[0].taken_at_dt, rc[0].id), reverse=order == "newest")
-        known = KnownOnTarget(store, [r for r, _ in points], whole)
+        known = KnownOnTarget([r.id for r, _ in points], whole, store.point_blob_ids)
 
         def paced(n: int) -> None:
             if pace is not None:
@@ -220,12 +206,17 @@ class _Run:
             sender.close()
         progress.finish()
         on_vault = len(whole & {r.id for r, _ in points})
-        return {"appliance": self.app, "vault": conn.vault_name, **sender.stats.to_json(),
-                "points_local": len(points), "points_on_vault": on_vault}  # fmt: skip
+        return {
+            "appliance": self.app,
+            "vault": conn.vault_name,
+            **sender.stats.to_json(),
+            "points_local": len(points),
+            "points_on_vault": on_vault,
+        }
 
     def _send_one(self, sender, record, catalog, known, whole) -> None:
         try:
-            plan = plan_point(self.store, record, catalog, known.for_point(record))
+            plan = plan_point(self.store, record, catalog, known.for_point(record.id))
         except BlobUnavailable as exc:
             sender.stats.skipped.append({"point": record.id, "reason": str(exc)})
             return
@@ -235,20 +226,3 @@ class _Run:
             self.recorder.committed(record.id, [self.conn.vault_name])
             if self.on_commit is not None:
                 self.on_commit(record.id, vault_record)
-
-
-def remote_points(conn, app: str) -> dict:
-    """The vault's points of ``app`` and the ids its retention retired."""
-    _, payload = conn.call("points", appliance=app)
-    try:
-        body = json.loads(payload or b"")
-        points, retired = body["points"], body["retired"]
-    except (ValueError, KeyError, TypeError):
-        points = retired = None
-    if (
-        not isinstance(points, list)
-        or not isinstance(retired, list)
-        or not all(isinstance(p, dict) and isinstance(p.get("point"), str) for p in points)
-    ):
-        raise ProtocolError("the vault's list of points is malformed")
-    return body

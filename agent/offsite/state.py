@@ -68,9 +68,15 @@ class RunRecorder:
         self.started = time.monotonic()
         self.done = 0
         self._samples: deque[tuple[float, int]] = deque([(self.started, 0)])
-        self._run = {"pid": os.getpid(), "state": "running", "started_at": utc_now(),
-                     "bytes_done": 0, "rate": None, "average_rate": None,
-                     "updated_at": utc_now()}  # fmt: skip
+        self._run = {
+            "pid": os.getpid(),
+            "state": "running",
+            "started_at": utc_now(),
+            "bytes_done": 0,
+            "rate": None,
+            "average_rate": None,
+            "updated_at": utc_now(),
+        }
         self._write()
 
     def _write(self, point: str = "", copies: list[str] | None = None) -> None:
@@ -93,14 +99,19 @@ class RunRecorder:
         while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW:
             self._samples.popleft()
         (t0, d0), elapsed = self._samples[0], max(now - self.started, 1e-6)
-        self._run.update(bytes_done=self.done, rate=round((self.done - d0) / max(now - t0, 1e-6)),
-                         average_rate=round(self.done / elapsed), updated_at=utc_now())  # fmt: skip
+        self._run.update(
+            bytes_done=self.done,
+            rate=round((self.done - d0) / max(now - t0, 1e-6)),
+            average_rate=round(self.done / elapsed),
+            updated_at=utc_now(),
+        )
 
     def committed(self, point: str, copies: list[str]) -> None:
         self._write(point, copies)
 
     def finish(self, error: str = "") -> None:
         self._update(time.monotonic())
-        self._run.update(state="failed" if error else "finished", finished_at=utc_now(),
-                         error=error)  # fmt: skip
+        self._run.update(
+            state="failed" if error else "finished", finished_at=utc_now(), error=error
+        )
         self._write()

@@ -18,16 +18,16 @@ import os
 from datetime import datetime
 
 from agent.errors import AgentError
-from agent.offsite.replicate import KnownOnTarget
 from agent.offsite.state import load_state
 from agent.records import process_alive
 from agent.store.catalog import PointRecord
 from agent.store.datastore import Store
+from agent.vault.transfer import KnownOnTarget
 
 
 def backlog(store: Store, pending: list[PointRecord], records, offsite: set[str]) -> int:
     """Bytes the pending points still need to send (see the module's docstring)."""
-    known = KnownOnTarget(store, records, offsite)
+    known = KnownOnTarget([r.id for r in records], offsite, store.point_blob_ids)
     todo: set[bytes] = set()
     total = 0
     for record in pending:
@@ -37,7 +37,7 @@ def backlog(store: Store, pending: list[PointRecord], records, offsite: set[str]
             total += os.stat(index).st_size
         except (OSError, AgentError):  # rolled up meanwhile: nothing to send
             continue
-        todo.update(set(ids) - known.for_point(record))
+        todo.update(set(ids) - known.for_point(record.id))
     for chunk_id in todo:
         try:
             total += store.chunks.size(chunk_id)
@@ -68,8 +68,10 @@ def offsite_status(
     records = store.list_points()
     local = {r.id: r for r in records}
     pending = [r for r in records if r.id not in vault_points and r.id not in retired]
-    points = [_point_entry(pid, local.get(pid), vault_points.get(pid, []))
-              for pid in sorted(set(local) | set(vault_points))]  # fmt: skip
+    points = [
+        _point_entry(pid, local.get(pid), vault_points.get(pid, []))
+        for pid in sorted(set(local) | set(vault_points))
+    ]
     run = entry.get("run", {})
     rate, running = _run_rate(run, limit)
     remaining = backlog(store, pending, records, set(vault_points))
@@ -78,20 +80,34 @@ def offsite_status(
     newest = max(offsite, key=lambda p: p["taken_at"], default=None)
     oldest_pending = min((r.taken_at_dt for r in pending), default=None)
     lag = 0 if oldest_pending is None else max(0, round((now - oldest_pending).total_seconds()))
-    return {"target": target, "appliance": app, "vault": entry.get("vault"),
-            "checked_at": entry.get("checked_at"), "points": points,
-            "pending_points": len(pending), "backlog_bytes": remaining, "rate": rate,
-            "limit": limit, "eta_seconds": eta, "running": run if running else None,
-            "last_run": None if running else (run or None),
-            "newest_offsite": newest and {"id": newest["id"], "taken_at": newest["taken_at"]},
-            "lag_seconds": lag}  # fmt: skip
+    return {
+        "target": target,
+        "appliance": app,
+        "vault": entry.get("vault"),
+        "checked_at": entry.get("checked_at"),
+        "points": points,
+        "pending_points": len(pending),
+        "backlog_bytes": remaining,
+        "rate": rate,
+        "limit": limit,
+        "eta_seconds": eta,
+        "running": run if running else None,
+        "last_run": None if running else (run or None),
+        "newest_offsite": newest and {"id": newest["id"], "taken_at": newest["taken_at"]},
+        "lag_seconds": lag,
+    }
 
 
 def _point_entry(point_id: str, record: PointRecord | None, copies: list[str]) -> dict:
     server, volume, stamp = point_id.split("/")
     taken_at = record.taken_at if record else _stamp_iso(stamp)
-    return {"id": point_id, "server": server, "volume": volume, "taken_at": taken_at,
-            "copies": (["local"] if record else []) + list(copies)}  # fmt: skip
+    return {
+        "id": point_id,
+        "server": server,
+        "volume": volume,
+        "taken_at": taken_at,
+        "copies": (["local"] if record else []) + list(copies),
+    }
 
 
 def _stamp_iso(stamp: str) -> str:

@@ -36,6 +36,9 @@ DEFAULT_SETTINGS = {
     "offsite_limit": "",
     "offsite_windows": "",
     "offsite_order": "newest",
+    # Per server, the off-site retention policy the vaults apply (it may keep more than the
+    # local one, e.g. {"yearly": 7}); pushed to the vault by every replication.
+    "offsite_policies": {},
 }
 BOOTCHECK_MODES = ("off", "each", "daily")
 
@@ -178,7 +181,10 @@ def _check_offsite_settings(changes: dict) -> None:
     from agent.vault.targets import parse_target
     from agent.vault.throttle import parse_rate, parse_windows
 
-    texts = {k: v for k, v in changes.items() if k.startswith("offsite_")}
+    _check_offsite_policies(changes.get("offsite_policies", {}))
+    texts = {
+        k: v for k, v in changes.items() if k.startswith("offsite_") and k != "offsite_policies"
+    }
     if not all(isinstance(v, str) for v in texts.values()):
         raise ConfigError("off-site settings are text")
     try:
@@ -192,6 +198,18 @@ def _check_offsite_settings(changes: dict) -> None:
         raise ConfigError("offsite_host_key must be one 'ssh-ed25519|ecdsa-sha2-*|ssh-rsa' key")
     if texts.get("offsite_order", "newest") not in ("newest", "oldest"):
         raise ConfigError("offsite_order must be newest or oldest")
+
+
+def _check_offsite_policies(policies) -> None:
+    from agent.store.retention import RetentionPolicy
+
+    if not isinstance(policies, dict) or not all(SERVER_NAME.match(str(k)) for k in policies):
+        raise ConfigError("offsite_policies must map server names to retention policies")
+    for server, policy in policies.items():
+        try:
+            RetentionPolicy(**policy)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"off-site policy of {server}: {exc}") from None
 
 
 def offsite_rate(store: Path, limit: str | None = None, windows: str | None = None):

@@ -57,8 +57,17 @@ def run_replicate(store_root: Path, params: dict, progress: Progress) -> dict:
     bucket = throttle(store_root, params.get("limit"), params.get("windows"), progress)
     order = params.get("order") or load_settings(store_root)["offsite_order"]
     servers = params.get("servers") or ([params["server"]] if params.get("server") else None)
-    return replicate(store, target, app=appliance(store_root), servers=servers, order=order,
-                     progress=progress, pace=bucket.take)  # fmt: skip
+    policies = load_settings(store_root)["offsite_policies"]
+    return replicate(
+        store,
+        target,
+        app=appliance(store_root),
+        servers=servers,
+        order=order,
+        progress=progress,
+        pace=bucket.take,
+        policies=policies,
+    )
 
 
 def status(store_root: Path, target: str | None = None, refresh: bool = False, now=None) -> dict:
@@ -80,15 +89,17 @@ def status(store_root: Path, target: str | None = None, refresh: bool = False, n
 
 def refresh_from_vault(store, target) -> None:
     """Ask the vault which points it holds (and where else they are)."""
-    from agent.offsite.replicate import remote_points, vault_files
+    from agent.offsite.replicate import vault_files
     from agent.offsite.state import record_vault_points
     from agent.vault.targets import connect
+    from agent.vault.transfer import remote_points
 
     known_hosts, identity = vault_files(store.root)
     with connect(target, known_hosts, identity) as conn:
         remote = remote_points(conn, appliance(store.root))
-    record_vault_points(store.root, target.text, conn.vault_name, remote["points"],
-                        remote["retired"])  # fmt: skip
+    record_vault_points(
+        store.root, target.text, conn.vault_name, remote["points"], remote["retired"]
+    )
 
 
 def _last_target(store_root: Path) -> str:

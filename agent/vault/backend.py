@@ -41,6 +41,10 @@ class Backend:
         """The sealed size of a stored blob, None when it is absent."""
         raise NotImplementedError
 
+    def blob_sizes(self, app: str, ids: list[bytes]) -> dict[bytes, int | None]:
+        """``blob_size`` of each id (S3 asks in parallel)."""
+        return {blob_id: self.blob_size(app, blob_id) for blob_id in ids}
+
     def put_blob(self, app: str, blob_id: bytes, data, digest: bytes) -> None:
         """Store ``data`` durably under ``blob_id`` with its recorded ``digest``."""
         raise NotImplementedError
@@ -53,8 +57,9 @@ class Backend:
         """Every stored blob of ``app``: (id, sealed size)."""
         raise NotImplementedError
 
-    def remove_blob(self, app: str, blob_id: bytes, quarantine: bool = False) -> None:
-        """Delete a blob, or with ``quarantine`` move it aside as evidence."""
+    def remove_blob(self, app: str, blob_id: bytes, quarantine: bool = False) -> bool:
+        """Delete a blob, or with ``quarantine`` move it aside as evidence; False when the
+        storage refused for now (an S3 Object Lock not yet expired)."""
         raise NotImplementedError
 
     def namespaces(self) -> list[str]:
@@ -140,7 +145,7 @@ class LocalBackend(Backend):
                     continue
                 yield bytes.fromhex(entry.name), size - BLOB_HEAD
 
-    def remove_blob(self, app: str, blob_id: bytes, quarantine: bool = False) -> None:
+    def remove_blob(self, app: str, blob_id: bytes, quarantine: bool = False) -> bool:
         path = self._blob_path(app, blob_id)
         try:
             if quarantine:
@@ -150,8 +155,9 @@ class LocalBackend(Backend):
             else:
                 path.unlink()
         except FileNotFoundError:
-            return
+            return True
         self._unsynced_dirs.add(path.parent)
+        return True
 
     def remove_stale_temps(self, app: str) -> int:
         """Delete temp files of receivers that died mid-blob; how many."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 from pathlib import Path
 from typing import BinaryIO
@@ -211,7 +212,10 @@ class SessionLog:
 
     def close(self) -> None:
         os.close(self._fd)
-        self._append({**self.record, "ended_at": utc_now(), "received": self.received})
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        self._append(
+            {**self.record, "ended_at": utc_now(), "received": self.received, "max_rss_kib": peak}
+        )
         (self.folder / f"{self.pid}.received").unlink(missing_ok=True)
         (self.folder / f"{self.pid}.json").unlink(missing_ok=True)
 

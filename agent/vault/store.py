@@ -59,9 +59,9 @@ def init_vault(
     if s3:
         from agent.vault.s3 import S3Backend
 
-        backend = S3Backend(s3, lock_days=lock_days)
-        backend.check_bucket()
-        config.update(s3=s3, lock_days=lock_days, object_lock=backend.object_lock_days > 0)
+        backend = S3Backend(s3, lock_days=lock_days or trash_days)
+        backend.check_bucket()  # no Object Lock on the bucket: no lock days
+        config.update(s3=s3, lock_days=backend.object_lock_days)
         if backend.read_record(CONFIG) is None:
             backend.write_record(CONFIG, json.dumps(config, indent=1).encode())
     root.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,9 @@ def open_vault(location: str | os.PathLike) -> VaultStore:
         raw = backend.read_record(CONFIG)
         if raw is None:
             raise UsageError(f"no vault at {text} (run vault init DIR --s3 {text})")
-        return VaultStore(backend, _config(raw, text), None)
+        config = _config(raw, text)
+        backend.object_lock_days = int(config.get("lock_days", 0))
+        return VaultStore(backend, config, None)
     root = Path(location)
     try:
         config = _config((root / CONFIG).read_bytes(), root)
@@ -88,7 +90,7 @@ def open_vault(location: str | os.PathLike) -> VaultStore:
     if config.get("backend") == "s3":
         from agent.vault.s3 import S3Backend
 
-        backend = S3Backend(config["s3"], lock_days=config.get("lock_days", 0))
+        backend = S3Backend(config["s3"], lock_days=config.get("lock_days", 0), lock_dir=root)
         return VaultStore(backend, config, root)
     return VaultStore(LocalBackend(root), config, root)
 
@@ -126,7 +128,7 @@ class VaultStore:
     def lacking(self, app: str, ids: list[bytes]) -> list[bytes]:
         """The ids among ``ids`` that this vault does not hold."""
         check_name("appliance", app)
-        return [i for i in ids if self.backend.blob_size(app, i) is None]
+        return [i for i, size in self.backend.blob_sizes(app, ids).items() if size is None]
 
     def put_blob(self, app: str, blob_id: bytes, data: bytes, digest: bytes) -> None:
         """Store a blob after checking the bytes that arrived against the sender's digest."""
@@ -186,7 +188,7 @@ class VaultStore:
             raise VaultRefused("conflict", f"point {point_id} is on the vault with another index")
         ids = list(dict.fromkeys(ids))
         with self.backend.lock(app, exclusive=False):
-            sizes = {i: self.backend.blob_size(app, i) for i in [*ids, index_id, catalog_id]}
+            sizes = self.backend.blob_sizes(app, [*ids, index_id, catalog_id])
             missing = [i for i, size in sizes.items() if size is None]
             if missing:
                 raise MissingBlobs(missing)

@@ -11,12 +11,14 @@ the run. Nothing here deletes anything on the target.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent.errors import AgentError
+from agent.store.pointindex import parse_point_id
 from agent.store.progress import Progress
 from agent.vault.backend import sha256
 from agent.vault.client import Pending, VaultConnection
@@ -54,11 +56,39 @@ class SendStats:
     skipped: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"points_sent": self.points_sent, "blobs_sent": self.blobs_sent,
-                "bytes_sent": self.bytes_sent, "skipped": self.skipped}  # fmt: skip
+        return {
+            "points_sent": self.points_sent,
+            "blobs_sent": self.blobs_sent,
+            "bytes_sent": self.bytes_sent,
+            "skipped": self.skipped,
+        }
 
 
 ReadBlob = Callable[[bytes], tuple[bytes, bytes]]  # id -> (sealed bytes, sha256); BlobUnavailable
+
+
+class KnownOnTarget:
+    """Blobs the target surely holds for a point: those of the nearest point of the same
+    server and volume it holds whole (so an incremental asks about its new blobs only)."""
+
+    def __init__(self, point_ids: list[str], whole: set[str], ids_of: Callable[[str], list]):
+        self.times = {pid: parse_point_id(pid)[2] for pid in point_ids}
+        self.whole = whole  # grows as points are committed
+        self.ids_of = ids_of
+        self._cached: tuple[str, set[bytes]] = ("", set())
+
+    def for_point(self, point_id: str) -> set[bytes]:
+        volume, when = point_id.rsplit("/", 1)[0], self.times[point_id]
+        same = [p for p in self.times if p in self.whole and p.rsplit("/", 1)[0] == volume]
+        if not same:
+            return set()
+        nearest = min(same, key=lambda p: abs((self.times[p] - when).total_seconds()))
+        if self._cached[0] != nearest:
+            try:
+                self._cached = (nearest, set(self.ids_of(nearest)))
+            except AgentError:
+                return set()  # gone meanwhile: ask about every blob
+        return self._cached[1]
 
 
 class PointSender:
@@ -148,8 +178,14 @@ class PointSender:
             self._put(blob_id, data, digest)
 
     def _put(self, blob_id: bytes, data: bytes, digest: bytes) -> None:
-        pending = self.conn.send("put", data, pace=self._paced, appliance=self.app,
-                                 blob=blob_id.hex(), sha256=digest.hex())  # fmt: skip
+        pending = self.conn.send(
+            "put",
+            data,
+            pace=self._paced,
+            appliance=self.app,
+            blob=blob_id.hex(),
+            sha256=digest.hex(),
+        )
         self.stats.blobs_sent += 1
         self.progress.advance(len(data))
         self._acks.append((pending, len(data)))
@@ -175,11 +211,15 @@ class PointSender:
             self._ack_oldest()
 
     def _commit(self, plan: PointPlan) -> dict:
-        point = {"point": plan.point, "index": plan.index[0].hex(),
-                 "catalog": plan.catalog[0].hex()}  # fmt: skip
+        point = {
+            "point": plan.point,
+            "index": plan.index[0].hex(),
+            "catalog": plan.catalog[0].hex(),
+        }
         for attempt in (1, 2):
-            pending = self.conn.send("commit", pack_ids(plan.blob_ids), appliance=self.app,
-                                     point=point)  # fmt: skip
+            pending = self.conn.send(
+                "commit", pack_ids(plan.blob_ids), appliance=self.app, point=point
+            )
             self._settle()
             try:
                 message, _ = pending.result()
@@ -198,3 +238,20 @@ class PointSender:
         taken as known), and only those of this point are ever sent."""
         plan.known = set()
         return self._lacking(plan)
+
+
+def remote_points(conn, app: str) -> dict:
+    """The vault's points of ``app`` and the ids its retention retired."""
+    _, payload = conn.call("points", appliance=app)
+    try:
+        body = json.loads(payload or b"")
+        points, retired = body["points"], body["retired"]
+    except (ValueError, KeyError, TypeError):
+        points = retired = None
+    if (
+        not isinstance(points, list)
+        or not isinstance(retired, list)
+        or not all(isinstance(p, dict) and isinstance(p.get("point"), str) for p in points)
+    ):
+        raise ProtocolError("the vault's list of points is malformed")
+    return body

@@ -9,17 +9,30 @@ from django import template
 register = template.Library()
 
 
-@register.filter
-def rate(bytes_per_second) -> str:
-    """Bytes per second as people read a link's speed: "512 kbit/s", "20.0 Mbit/s"."""
-    if bytes_per_second is None:
-        return "no limit"
-    bits = int(bytes_per_second) * 8
+def _bits(bits: int) -> str:
     for unit, size in (("Gbit/s", 10**9), ("Mbit/s", 10**6), ("kbit/s", 10**3)):
         if bits >= size:
             value = bits / size
             return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
     return f"{bits} bit/s"
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB/s", 1 << 30), ("MiB/s", 1 << 20), ("KiB/s", 1 << 10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} B/s"
+
+
+@register.filter
+def rate(bytes_per_second) -> str:
+    """Bytes per second as links are sold and as limits are typed: "33.6 Mbit/s (4 MiB/s)";
+    None is no limit."""
+    if bytes_per_second is None:
+        return "no limit"
+    n = int(bytes_per_second)
+    return f"{_bits(n * 8)} ({_bytes(n)})" if n else "0 (paused)"
 
 
 @register.filter

@@ -31,12 +31,17 @@ def source(tmp_path, store):
 def run_against_liar(tmp_path, store, mode: str):
     logdir = tmp_path / f"liar-{mode}"
     vault_files(store.root)  # the appliance's SSH key, so the host can authorize it
-    host = vault_host(tmp_path / f"sshd-{mode}", tmp_path / "unused", store.root,
-                      command=lying_command(logdir, mode))  # fmt: skip
+    host = vault_host(
+        tmp_path / f"sshd-{mode}",
+        tmp_path / "unused",
+        store.root,
+        command=lying_command(logdir, mode),
+    )
     try:
         target = f"ssh://{host.user}@127.0.0.1:{host.port}/srv/vault"
-        result = cli_json("--store", str(store.root), "replicate", target,
-                          "--host-key", host.host_key)  # fmt: skip
+        result = cli_json(
+            "--store", str(store.root), "replicate", target, "--host-key", host.host_key
+        )
     finally:
         host.stop()
     return result, logdir

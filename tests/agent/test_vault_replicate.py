@@ -71,8 +71,13 @@ def test_newest_first_by_default_and_oldest_first_on_request(source, tmp_path):
         vault_dir = tmp_path / f"vault-{order}"
         cli_json("vault", "init", str(vault_dir))
         committed: list[str] = []
-        replicate(store, parse_target(str(vault_dir)), app="nas", order=order,
-                  on_commit=lambda point, record, seen=committed: seen.append(point))  # fmt: skip
+        replicate(
+            store,
+            parse_target(str(vault_dir)),
+            app="nas",
+            order=order,
+            on_commit=lambda point, record, seen=committed: seen.append(point),
+        )
         assert committed == expected
 
 
@@ -105,8 +110,9 @@ def test_a_gap_is_backfilled_and_a_point_deleted_locally_stays_on_the_vault(sour
     again = replicate(store, parse_target(str(vault_dir)), app="nas")
     assert again["points_sent"] == 1 and record.exists()
     # Rollup deletes the two older points locally: the vault keeps them.
-    store.save_policy("srv1", store.load_policy("srv1").__class__(daily=1, weekly=0,
-                                                                 monthly=0, yearly=0))  # fmt: skip
+    store.save_policy(
+        "srv1", store.load_policy("srv1").__class__(daily=1, weekly=0, monthly=0, yearly=0)
+    )
     rollup(store, now=T0.replace(day=20))
     assert [p.id for p in store.list_points()] == [ids[2]]
     replicate(store, parse_target(str(vault_dir)), app="nas")
@@ -122,8 +128,9 @@ def test_replicate_over_ssh_to_a_pinned_vault_host(source, tmp_path):
         target = f"ssh://{host.user}@127.0.0.1:{host.port}{vault_dir}"
         code, _, err = cli_json("--store", str(store.root), "replicate", target)
         assert code == 2 and "no host key pinned" in err  # never accepted on first use
-        code, out, err = cli_json("--store", str(store.root), "replicate", target,
-                                  "--host-key", host.host_key)  # fmt: skip
+        code, out, err = cli_json(
+            "--store", str(store.root), "replicate", target, "--host-key", host.host_key
+        )
         assert code == 0, err
         assert out["points_sent"] == 3 and out["vault"] == "dc1"
         known = (store.root / "appliance" / "known_hosts").read_text()
@@ -131,16 +138,22 @@ def test_replicate_over_ssh_to_a_pinned_vault_host(source, tmp_path):
         new_key = host.restart_with_new_host_key()  # an impostor at the same address
         code, _, err = cli_json("--store", str(store.root), "replicate", target)
         assert code == 1 and "Host key verification failed" in err
-        code, _, err = cli_json("--store", str(store.root), "replicate", target,
-                                "--host-key", new_key)  # fmt: skip
+        code, _, err = cli_json(
+            "--store", str(store.root), "replicate", target, "--host-key", new_key
+        )
         assert code == 2 and "another pinned host key" in err
     finally:
         host.stop()
 
 
 def test_bad_targets_are_one_line_usage_errors(store):
-    for target in ("ssh://root@host/../etc", "ssh://-oProxyCommand=x@h/v", "ftp://x/y",
-                   "ssh://u@h:99999/v", "s3://UPPER/x"):  # fmt: skip
+    for target in (
+        "ssh://root@host/../etc",
+        "ssh://-oProxyCommand=x@h/v",
+        "ftp://x/y",
+        "ssh://u@h:99999/v",
+        "s3://UPPER/x",
+    ):
         code, _, err = cli_json("--store", str(store.root), "replicate", target)
         assert code == 2 and err.startswith("bdr-agent:") and len(err.splitlines()) == 1
 

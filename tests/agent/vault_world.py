@@ -108,5 +108,10 @@ def start_cli(*args: str) -> subprocess.Popen:
     import os
 
     env = {**os.environ, "BDR_GC_GRACE": "0"}
-    return subprocess.Popen([sys.executable, "-m", "agent", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )

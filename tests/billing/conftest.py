@@ -46,13 +46,18 @@ def msp_admin(make_user):
     return make_user(Role.MSP_ADMIN)
 
 
-def add_usage(appliance, first: dt.date, last: dt.date, offsite_bytes: int) -> None:
-    """One sample a day from ``first`` to ``last`` inclusive."""
+def add_usage(
+    appliance, first: dt.date, last: dt.date, offsite_bytes: int, source: str = "local"
+) -> None:
+    """One sample a day from ``first`` to ``last`` inclusive (measured on the vault, or
+    local bytes standing in)."""
     from billing.models import UsageSample
 
     day = first
     samples = []
     while day <= last:
-        samples.append(UsageSample(appliance=appliance, day=day, offsite_bytes=offsite_bytes))
+        samples.append(
+            UsageSample(appliance=appliance, day=day, offsite_bytes=offsite_bytes, source=source)
+        )
         day += dt.timedelta(days=1)
     UsageSample.objects.bulk_create(samples)

@@ -253,6 +253,26 @@ def test_overage_line_states_that_a_gb_is_two_to_the_thirtieth_bytes(price_book)
     assert overage.detail["samples"] == 30
 
 
+@pytest.mark.parametrize(
+    "vault_days, says",
+    [
+        (30, "30 daily samples (measured on the vault)"),
+        (20, "30 daily samples (10 of them local bytes (no vault figure))"),
+        (0, "30 daily samples (local bytes: no vault figure)"),
+    ],
+)
+def test_overage_line_says_where_the_off_site_bytes_were_measured(price_book, vault_days, says):
+    sub = f.SubscriptionFactory(appliance__model="V1", starts_on=D(2026, 1, 1))
+    if vault_days:
+        add_usage(sub.appliance, D(2026, 6, 1), D(2026, 6, vault_days), 31 * GIB, "vault")
+    if vault_days < 30:
+        add_usage(sub.appliance, D(2026, 6, vault_days + 1), D(2026, 6, 30), 31 * GIB)
+    invoice = services.generate_invoice(sub.customer, D(2026, 6, 1))
+    overage = invoice.lines.get(category="overage")
+    assert says in overage.description
+    assert overage.detail["local_samples"] == 30 - vault_days
+
+
 def test_invoice_uses_the_price_book_in_force_for_its_month(july_price_change, price_book):
     sub = f.SubscriptionFactory(starts_on=D(2026, 1, 1))
     june = services.generate_invoice(sub.customer, D(2026, 6, 1))

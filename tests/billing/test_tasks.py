@@ -35,6 +35,25 @@ def test_usage_sample_is_the_sum_of_the_recovery_points_stored_bytes(price_book)
     )
 
 
+def test_usage_is_the_vaults_figure_where_a_vault_is_set_and_local_bytes_elsewhere(price_book):
+    measured, unmeasured, without = (
+        f.SubscriptionFactory(starts_on=dt.date(2026, 1, 1)) for _ in range(3)
+    )
+    for sub in (measured, unmeasured, without):
+        server = f.ProtectedServerFactory(appliance=sub.appliance)
+        f.RecoveryPointFactory(server=server, stored_bytes=5 * GIB)
+    # The vault counts the blobs its points reference once: less than the points' sum.
+    f.ApplianceOffsiteFactory(appliance=measured.appliance, vault_bytes=3 * GIB)
+    f.ApplianceOffsiteFactory(appliance=unmeasured.appliance, vault_bytes=None)
+    assert tasks.sample_usage.apply(args=["2026-03-05"]).get() == 3
+    got = {s.appliance_id: (s.offsite_bytes, s.source) for s in UsageSample.objects.all()}
+    assert got == {
+        measured.appliance_id: (3 * GIB, "vault"),
+        unmeasured.appliance_id: (5 * GIB, "local"),
+        without.appliance_id: (5 * GIB, "local"),
+    }
+
+
 def test_monthly_invoice_task_delivered_twice_makes_one_invoice(price_book):
     f.SubscriptionFactory(starts_on=dt.date(2026, 1, 1))
     f.SubscriptionFactory(starts_on=dt.date(2026, 3, 17))

@@ -2,6 +2,12 @@ import pytest
 
 from appliances.models import ApplianceState
 from tests import factories as f
+from tests.appliances.conftest import (  # noqa: F401  (the appliance behind real sshd)
+    agent_store,
+    protected_server,
+    ssh_appliance,
+    sshd,
+)
 from tests.support.agent_store import agent, init_store
 
 

