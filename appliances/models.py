@@ -375,5 +375,6 @@ class Alert(models.Model):
         return self.message
 
     @property
-    def is_open(self) -> bool:
-        return self.resolved_at is None
+    def is_engine_alert(self) -> bool:
+        """Raised and resolved by the monitoring engine (acknowledged to stop reminders)."""
+        return self.kind in ENGINE_ALERT_KINDS

@@ -5,7 +5,9 @@ a calendar: a point in each of the last N *scheduled* days before today (daily),
 weeks before this one (weekly), the N months before this one (monthly), the N years before
 this one (yearly); the agent's retention (agent/store/retention.py) keeps the newest point of
 each such period, in UTC, so any point in a period keeps the promise for it. Periods that
-ended before protection began are not due. With a vault, each period needs a copy there too.
+ended before protection began are not due. With a vault, the periods the server's off-site
+policy keeps need a copy there too (points kept only off-site, beyond the local policy, are
+not mirrored by the portal, so that longer promise is not checked).
 A missing period says why, when the portal knows: a maintenance window, the appliance
 offline (its ``appliance_offline`` alerts), failed backups, or else no backup was taken.
 """
@@ -131,9 +133,12 @@ def timeline(
     *,
     protected_since: dt.datetime,
     has_vault: bool = False,
+    offsite: Policy | None = None,
     history: History = History(),  # noqa: B008 (frozen, never mutated)
 ) -> Timeline:
-    """The promise by tier against ``points`` ((taken_at, on the vault) of each good point)."""
+    """The promise by tier against ``points`` ((taken_at, on the vault) of each good point).
+    With a vault, the first N periods of each tier need a copy there too, N from the
+    off-site policy (``offsite``; None: every period)."""
     today = now.astimezone(dt.UTC).date()
     result = Timeline(today_points=sum(1 for t, _ in points if t >= _day(today)))
     makers = {
@@ -145,18 +150,19 @@ def timeline(
     ordered = sorted(points)
     for tier in TIERS:
         slots = makers[tier]()
-        for slot in slots:
-            _fill(slot, ordered, protected_since, has_vault, history)
+        copies = len(slots) if offsite is None else getattr(offsite, tier)
+        for k, slot in enumerate(slots):
+            _fill(slot, ordered, protected_since, has_vault and k < copies, history)
         result.tiers[tier] = slots
     _summarise(result)
     return result
 
 
-def _fill(slot: Slot, points, protected_since, has_vault: bool, history: History) -> None:
+def _fill(slot: Slot, points, protected_since, needs_copy: bool, history: History) -> None:
     inside = [vault for t, vault in points if slot.start <= t < slot.end]
     slot.local, slot.offsite = len(inside), sum(inside)
     if slot.local:
-        if has_vault and not slot.offsite:
+        if needs_copy and not slot.offsite:
             slot.status, slot.reason = "offsite_missing", "not on the vault"
         return
     if slot.end <= protected_since:

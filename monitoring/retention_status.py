@@ -23,6 +23,13 @@ def _policy(server: ProtectedServer) -> Policy:
     return Policy(policy.intraday, policy.daily, policy.weekly, policy.monthly, policy.yearly)
 
 
+def _offsite_policy(server: ProtectedServer) -> Policy | None:
+    policy = getattr(server, "offsite_retention", None)
+    if policy is None:
+        return None  # a server without one keeps everything off-site
+    return Policy(0, policy.daily, policy.weekly, policy.monthly, policy.yearly)
+
+
 def _weekdays(server: ProtectedServer) -> set[int]:
     schedule = getattr(server, "schedule", None)
     return set(schedule.weekdays or range(7)) if schedule is not None else set(range(7))
@@ -66,7 +73,9 @@ def _points(server_ids) -> dict[int, list[tuple[dt.datetime, bool]]]:
 
 
 def _servers(queryset):
-    return queryset.select_related("retention", "schedule", "appliance__offsite").order_by()
+    return queryset.select_related(
+        "retention", "schedule", "offsite_retention", "appliance__offsite", "appliance__customer"
+    ).order_by()
 
 
 def _timeline(server, points, history: History, now: dt.datetime) -> Timeline:
@@ -79,15 +88,17 @@ def _timeline(server, points, history: History, now: dt.datetime) -> Timeline:
         now,
         protected_since=min(first, server.created_at),
         has_vault=offsite is not None and offsite.vault_id is not None,
+        offsite=_offsite_policy(server),
         history=history,
     )
 
 
-def server_timeline(server: ProtectedServer, now: dt.datetime) -> Timeline:
-    """One server's retention timeline at ``now`` (the caller fetched ``server`` for its user)."""
+def server_timeline(server: ProtectedServer, now: dt.datetime) -> tuple[ProtectedServer, Timeline]:
+    """One server (with its appliance and customer) and its retention timeline at ``now``
+    (the caller fetched ``server`` for its user)."""
     server = _servers(ProtectedServer.objects.filter(pk=server.pk)).get()
     history = histories([server.appliance_id], now)[server.appliance_id]
-    return _timeline(server, _points([server.pk])[server.pk], history, now)
+    return server, _timeline(server, _points([server.pk])[server.pk], history, now)
 
 
 def refresh(now: dt.datetime, appliance_ids=None) -> int:

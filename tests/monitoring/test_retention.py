@@ -117,3 +117,20 @@ def test_a_tier_set_to_zero_promises_nothing_and_months_cross_the_new_year():
                       protected_since=at("2026-01-01"))  # fmt: skip
     assert result.tiers["daily"] == [] and result.compliant
     assert [s.label for s in result.tiers["monthly"]] == ["Dec 2026", "Nov 2026", "Oct 2026"]
+
+
+def test_the_offsite_policy_says_which_periods_need_a_copy_on_the_vault():
+    points = daily_points("2026-10-01", "2026-11-06") + daily_points(
+        "2026-11-07", "2026-11-09", vault=False
+    )  # the vault's retention dropped nothing yet; the last three days are not there
+    policy = Policy(daily=7, weekly=0, monthly=0, yearly=0)
+    result = timeline(
+        points,
+        policy,
+        EVERY_DAY,
+        NOW,
+        protected_since=at("2026-10-01"),
+        has_vault=True,
+        offsite=Policy(daily=2, weekly=0, monthly=0, yearly=0),
+    )
+    assert result.summary == "2 dailies not off-site: on 8–9 Nov"

@@ -45,7 +45,7 @@ def test_missing_dailies_are_explained_by_the_appliance_going_offline(bare_offic
     assert status.retention_since == T0
     # Nothing changed: the next refresh writes nothing.
     assert retention_status.refresh(T0 + dt.timedelta(minutes=5)) == 0
-    timeline = retention_status.server_timeline(office.servers[0], T0)
+    _, timeline = retention_status.server_timeline(office.servers[0], T0)
     days = {s.label: (s.status, s.local) for s in timeline.tiers["daily"]}
     assert days == {
         "Wed 4 Nov": ("ok", 1), "Tue 3 Nov": ("missing", 0), "Mon 2 Nov": ("missing", 0),
