@@ -3,6 +3,7 @@ retention compliance and timelines, acknowledging alerts, maintenance windows.""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
@@ -37,6 +38,7 @@ def fleet(request):
         "page": paginate(request, selectors.fleet_servers(request.user, fleet_filter)),
         "alerts": selectors.open_engine_alerts(request.user)[:20] if request.user.is_msp else [],
         "now": timezone.now(),
+        "refresh_seconds": settings.BDR_FLEET_REFRESH_SECONDS,
     }
     return _live(request, "monitoring/fleet.html", "monitoring/partials/fleet_live.html", context)
 

@@ -274,6 +274,8 @@ BDR_ALERT_FLAP_MINUTES = env.float("BDR_ALERT_FLAP_MINUTES", default=15.0)
 # it went to; a critical one goes to the escalation channel after BDR_ALERT_ESCALATE_MINUTES.
 BDR_ALERT_REMIND_HOURS = env.float("BDR_ALERT_REMIND_HOURS", default=4.0)
 BDR_ALERT_ESCALATE_MINUTES = env.float("BDR_ALERT_ESCALATE_MINUTES", default=30.0)
+# How often the fleet page's live part refreshes in the browser (htmx).
+BDR_FLEET_REFRESH_SECONDS = env.int("BDR_FLEET_REFRESH_SECONDS", default=15)
 CELERY_BEAT_SCHEDULE["monitoring-evaluate"] = {
     "task": "monitoring.tasks.evaluate_fleet",
     "schedule": env.float("BDR_MONITOR_SECONDS", default=60.0),
