@@ -315,6 +315,13 @@ class Severity(models.TextChoices):
     CRITICAL = "critical", "Critical"
 
 
+# Alerts the monitoring engine (monitoring/engine.py) raises on a state flip and resolves on
+# the flip back: at most one open per subject, reminded and escalated while unacknowledged.
+# Every other kind is an event (a failed job, a changed host key): raised once, shown, resolved
+# by its own code or by hand.
+ENGINE_ALERT_KINDS = ("protection", "appliance_offline", "appliance_disk")
+
+
 class Alert(models.Model):
     """Something a technician must look at: a failed job, a changed host key, a silent appliance."""
 
@@ -322,17 +329,56 @@ class Alert(models.Model):
     appliance = models.ForeignKey(
         Appliance, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts"
     )
+    # The protected server an engine alert is about (none: the appliance's, or the customer's).
+    server = models.ForeignKey(
+        ProtectedServer, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts"
+    )
     kind = models.CharField(max_length=40)
     severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.WARNING)
     message = models.CharField(max_length=500)
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The engine's notices (monitoring.AlertNotice): the last one made, how many reminders,
+    # and when it went to the escalation channel.
+    notified_at = models.DateTimeField(null=True, blank=True)
+    reminders = models.PositiveIntegerField(default=0)
+    escalated_at = models.DateTimeField(null=True, blank=True)
 
     tenant_path = "customer"
     objects = TenantManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server", "kind"],
+                condition=Q(
+                    resolved_at__isnull=True, server__isnull=False, kind__in=ENGINE_ALERT_KINDS
+                ),
+                name="alert_one_open_engine_alert_per_server",
+            ),
+            models.UniqueConstraint(
+                fields=["appliance", "kind"],
+                condition=Q(
+                    resolved_at__isnull=True, server__isnull=True, kind__in=ENGINE_ALERT_KINDS
+                ),
+                name="alert_one_open_engine_alert_per_appliance",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["kind"], condition=Q(resolved_at__isnull=True), name="alert_open_by_kind"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def is_engine_alert(self) -> bool:
+        """Raised and resolved by the monitoring engine (acknowledged to stop reminders)."""
+        return self.kind in ENGINE_ALERT_KINDS

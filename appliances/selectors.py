@@ -32,7 +32,7 @@ def open_alerts_for(user: User) -> QuerySet[Alert]:
     return (
         Alert.objects.for_user(user)
         .filter(resolved_at__isnull=True)
-        .select_related("customer", "appliance")
+        .select_related("customer", "appliance", "server", "acknowledged_by")
     )
 
 

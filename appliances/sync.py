@@ -14,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 
 from appliances import enrolment
 from appliances.client import AgentClient, HostKeyMismatch, TransportError, connect
-from appliances.models import Alert, Appliance, ApplianceState, ProtectedServer, Severity
+from appliances.models import Appliance, ApplianceState, ProtectedServer
 from offsite import mirror as offsite_mirror
 from restores import boot_verification
 from restores.models import RecoveryPoint, Tier
@@ -144,21 +144,12 @@ def poll_appliance(appliance: Appliance) -> dict:
             boot_verification.sync_results(appliance, agent)  # boot checks onto those points
             offsite_mirror.mirror(appliance, agent)  # their off-site copies, the lag alert
     except TransportError as exc:
-        went_offline = Appliance.objects.filter(
-            pk=appliance.pk, state=ApplianceState.ONLINE
-        ).update(state=ApplianceState.OFFLINE)
-        if went_offline:
-            Alert.objects.create(
-                customer_id=appliance.customer_id,
-                appliance=appliance,
-                kind="appliance_offline",
-                severity=Severity.CRITICAL,
-                message=f"{appliance.name} is unreachable: {exc}"[:500],
-            )
+        # Only the state flips here: the monitoring engine raises the appliance's alert once
+        # the flip has held (monitoring/hysteresis.py), so a flapping link does not storm.
+        Appliance.objects.filter(pk=appliance.pk, state=ApplianceState.ONLINE).update(
+            state=ApplianceState.OFFLINE
+        )
         raise ApplianceUnavailable(f"{appliance.name} is unreachable: {exc}") from None
-    Alert.objects.filter(
-        appliance=appliance, kind="appliance_offline", resolved_at__isnull=True
-    ).update(resolved_at=timezone.now())
     Appliance.objects.filter(pk=appliance.pk).update(
         state=ApplianceState.ONLINE,
         last_seen_at=timezone.now(),

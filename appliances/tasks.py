@@ -30,11 +30,18 @@ def stop_if_stalled(job_id: int) -> None:
 
 @shared_task
 def poll_appliance(appliance_id: int) -> None:
+    """Mirror the appliance, then evaluate its servers at once (a flip is seen on this poll,
+    not at the next fleet cycle) and refresh their retention status."""
+    from monitoring import engine, retention_status
+
     appliance = Appliance.objects.get(pk=appliance_id)
     try:
         sync.poll_appliance(appliance)
     except sync.ApplianceUnavailable:
-        return
+        pass
+    now = timezone.now()
+    engine.run_cycle(now, appliance_ids=[appliance_id])
+    retention_status.refresh(now, appliance_ids=[appliance_id])
 
 
 @shared_task

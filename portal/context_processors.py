@@ -5,10 +5,12 @@ from portal.models import Role
 _NAV = [
     # (label, url name, roles)
     ("Dashboard", "home", {Role.MSP_ADMIN, Role.TECHNICIAN}),
+    ("Fleet", "fleet", {Role.MSP_ADMIN, Role.TECHNICIAN, Role.CUSTOMER_ADMIN}),
     ("Customers", "customer_list", {Role.MSP_ADMIN, Role.TECHNICIAN}),
     ("Appliances", "appliance_list", {Role.MSP_ADMIN, Role.TECHNICIAN}),
     ("Jobs", "job_list", {Role.MSP_ADMIN, Role.TECHNICIAN}),
     ("Alerts", "alert_list", {Role.MSP_ADMIN, Role.TECHNICIAN}),
+    ("Maintenance", "maintenance_list", {Role.MSP_ADMIN, Role.TECHNICIAN}),
     ("Restore files", "restore_home", set(Role)),
     ("Off-site", "offsite_home", set(Role)),
     ("Vaults", "vault_list", {Role.MSP_ADMIN}),

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "restores",
     "billing",
     "offsite",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -306,4 +307,33 @@ CONTENT_SECURITY_POLICY = {
         "form-action": [SELF],
         "frame-ancestors": [NONE],
     }
+}
+
+# Fleet monitoring (monitoring/; README "Monitoring"). A server's RPO is its schedule's
+# interval x 2, counted in scheduled time, plus BDR_RPO_GRACE_MINUTES of wall time.
+BDR_RPO_GRACE_MINUTES = env.float("BDR_RPO_GRACE_MINUTES", default=30.0)
+# The newest off-site point may be this old before the server shows a warning.
+BDR_OFFSITE_RPO_HOURS = env.float("BDR_OFFSITE_RPO_HOURS", default=BDR_OFFSITE_LAG_ALERT_HOURS)
+# A warning when no point was verified within this many hours (0: verifying is not required).
+BDR_VERIFY_MAX_AGE_HOURS = env.float("BDR_VERIFY_MAX_AGE_HOURS", default=0.0)
+# Hysteresis: a bad condition raises its alert once it has held BDR_ALERT_RAISE_MINUTES, or
+# at once when it turned bad BDR_ALERT_FLAPS times within BDR_ALERT_FLAP_MINUTES (flapping);
+# the alert resolves once the good condition has held BDR_ALERT_CLEAR_MINUTES.
+BDR_ALERT_RAISE_MINUTES = env.float("BDR_ALERT_RAISE_MINUTES", default=5.0)
+BDR_ALERT_CLEAR_MINUTES = env.float("BDR_ALERT_CLEAR_MINUTES", default=15.0)
+BDR_ALERT_FLAPS = env.int("BDR_ALERT_FLAPS", default=3)
+BDR_ALERT_FLAP_MINUTES = env.float("BDR_ALERT_FLAP_MINUTES", default=15.0)
+# An open, unacknowledged engine alert reminds every BDR_ALERT_REMIND_HOURS on each channel
+# it went to; a critical one goes to the escalation channel after BDR_ALERT_ESCALATE_MINUTES.
+BDR_ALERT_REMIND_HOURS = env.float("BDR_ALERT_REMIND_HOURS", default=4.0)
+BDR_ALERT_ESCALATE_MINUTES = env.float("BDR_ALERT_ESCALATE_MINUTES", default=30.0)
+# How often the fleet page's live part refreshes in the browser (htmx).
+BDR_FLEET_REFRESH_SECONDS = env.int("BDR_FLEET_REFRESH_SECONDS", default=15)
+CELERY_BEAT_SCHEDULE["monitoring-evaluate"] = {
+    "task": "monitoring.tasks.evaluate_fleet",
+    "schedule": env.float("BDR_MONITOR_SECONDS", default=60.0),
+}
+CELERY_BEAT_SCHEDULE["monitoring-retention"] = {
+    "task": "monitoring.tasks.check_retention",
+    "schedule": crontab(hour=0, minute=20),
 }

@@ -47,10 +47,32 @@ def build_tenant(label: str) -> Tenant:
     tenant.objects["invoice_line"] = f.InvoiceLineFactory(
         invoice=tenant.objects["invoice"], appliance=appliance, description=f"{label} rental"
     )
+    _monitoring(tenant, label)
     for role in (Role.CUSTOMER_ADMIN, Role.CUSTOMER_USER):
         tenant.users[role] = f.UserFactory(role=role, customer=customer, username=f"{label}-{role}")
     tenant.objects["user"] = tenant.users[Role.CUSTOMER_USER]
     return tenant
+
+
+def _monitoring(tenant: Tenant, label: str) -> None:
+    """A status on the fleet pages (unprotected, short of its retention) and a maintenance
+    window, each naming the tenant."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from monitoring.models import MaintenanceWindow, ServerStatus
+
+    ServerStatus.objects.create(
+        server=tenant.objects["server"], state="unprotected", rank=0, since=timezone.now(),
+        reason=f"{label} never backed up", retention_ok=False,
+        retention_summary=f"{label} 3 dailies missing",
+    )  # fmt: skip
+    tenant.objects["maintenance"] = MaintenanceWindow.objects.create(
+        customer=tenant.customer, appliance=tenant.objects["appliance"],
+        starts_at=timezone.now(), ends_at=timezone.now() + dt.timedelta(hours=2),
+        reason=f"{label} maintenance",
+    )  # fmt: skip
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("agent", "portal", "appliances", "restores", "billing", "offsite")
+PACKAGES = ("agent", "portal", "appliances", "restores", "billing", "offsite", "monitoring")
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
 # Functions allowed past MAX_FUNCTION_LINES, each with the reason (README says so too).

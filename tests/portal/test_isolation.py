@@ -33,6 +33,7 @@ KWARG_OBJECTS = {
     "invoice_pk": "invoice",
     "subscription_pk": "subscription",
     "vm_pk": "vm",
+    "window_pk": "maintenance",
     # Vaults are the MSP's inventory, not a tenant's: their pages are for MSP admins only.
     "vault_pk": "vault",
 }

@@ -1,0 +1,109 @@
+"""Reads for the fleet pages: one indexed query each over the stored statuses, whatever the
+fleet's size. Tenant data only through ``for_user``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, QuerySet
+
+from appliances.models import ENGINE_ALERT_KINDS, Alert, ApplianceModel
+from monitoring.models import MaintenanceWindow, ProtectionState, ServerStatus
+from portal.models import Customer, Site, User
+from portal.params import choice_param, int_param
+from portal.tenancy import get_for_user
+
+
+@dataclass
+class FleetFilter:
+    """What the fleet pages were asked to show (parsed strictly: a bad value is a 400)."""
+
+    state: str = ""
+    model: str = ""
+    q: str = ""
+    customer: Customer | None = None
+    site: Site | None = None
+
+    @classmethod
+    def from_request(cls, user: User, data) -> FleetFilter:
+        found = cls(
+            state=choice_param(data, "state", ProtectionState.values),
+            model=choice_param(data, "model", ApplianceModel.values),
+            q=(data.get("q") or "").strip()[:100],
+        )
+        customer_id, site_id = int_param(data, "customer"), int_param(data, "site")
+        if customer_id is not None:
+            found.customer = get_for_user(Customer, user, pk=customer_id)
+        if site_id is not None:
+            found.site = get_for_user(Site, user, pk=site_id)
+        return found
+
+    def apply(self, statuses: QuerySet[ServerStatus], *, with_state: bool = True) -> QuerySet:
+        if self.state and with_state:
+            statuses = statuses.filter(state=self.state)
+        if self.model:
+            statuses = statuses.filter(server__appliance__model=self.model)
+        if self.customer is not None:
+            statuses = statuses.filter(server__appliance__customer=self.customer)
+        if self.site is not None:
+            statuses = statuses.filter(server__appliance__site=self.site)
+        if self.q:
+            statuses = statuses.filter(
+                Q(server__name__icontains=self.q)
+                | Q(server__hostname__icontains=self.q)
+                | Q(server__appliance__name__icontains=self.q)
+                | Q(server__appliance__serial__icontains=self.q)
+                | Q(server__appliance__customer__name__icontains=self.q)
+                | Q(server__appliance__site__name__icontains=self.q)
+            )
+        return statuses
+
+
+def _statuses(user: User) -> QuerySet[ServerStatus]:
+    return ServerStatus.objects.for_user(user)
+
+
+def fleet_servers(user: User, fleet_filter: FleetFilter) -> QuerySet[ServerStatus]:
+    """Servers worst first (unprotected, warning, unknown, paused, protected), the longest
+    in their state first, with what their rows show."""
+    return (
+        fleet_filter.apply(_statuses(user))
+        .select_related("server__appliance__customer", "server__appliance__site")
+        .order_by("rank", "since", "server_id")
+    )
+
+
+def state_counts(user: User, fleet_filter: FleetFilter) -> list[tuple[str, str, int]]:
+    """(state, label, servers) for every state, in rank order (the filter's state aside)."""
+    rows = (
+        fleet_filter.apply(_statuses(user), with_state=False)
+        .values("state")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    counts = {row["state"]: row["n"] for row in rows}
+    return [(value, label, counts.get(value, 0)) for value, label in ProtectionState.choices]
+
+
+def out_of_compliance(user: User, fleet_filter: FleetFilter) -> QuerySet[ServerStatus]:
+    """Servers whose points do not keep their retention promise."""
+    return (
+        fleet_filter.apply(_statuses(user).filter(retention_ok=False))
+        .select_related("server__appliance__customer", "server__appliance__site")
+        .order_by("retention_since", "server_id")
+    )
+
+
+def open_engine_alerts(user: User) -> QuerySet[Alert]:
+    return (
+        Alert.objects.for_user(user)
+        .filter(resolved_at__isnull=True, kind__in=ENGINE_ALERT_KINDS)
+        .select_related("customer", "appliance", "server", "acknowledged_by")
+        .order_by("-created_at", "-id")
+    )
+
+
+def maintenance_for(user: User) -> QuerySet[MaintenanceWindow]:
+    return MaintenanceWindow.objects.for_user(user).select_related(
+        "customer", "appliance", "created_by"
+    )
