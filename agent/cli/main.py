@@ -182,6 +182,19 @@ COMMANDS.update(vault_commands.COMMANDS)  # vault init, serve, verify, replicate
 COMMANDS.update(offsite_commands.COMMANDS)  # replicate, offsite, repair, seed
 
 
+def _add_init_parser(sub, common) -> None:
+    p = sub.add_parser("init", parents=[common], help="create a store")
+    p.add_argument("--key-file", required=True, help="32-byte key file (created 0600 if absent)")
+    p.add_argument("--chunk-size", type=count, default=4 << 20, help="bytes (power of two)")
+    p.add_argument("--gc-grace", type=count, default=6 * 3600, help="seconds (default 6 h)")
+    p.add_argument("--compression-level", type=int, help="zstd level (default 3; format 1: 1)")
+    p.add_argument(
+        "--format", type=int, choices=(1, 2), default=2,
+        help="2: changed chunks stored as deltas of their changed blocks (default); 1: whole",
+    )  # fmt: skip
+    p.add_argument("--block-size", type=count, help="bytes per block (default chunk size / 64)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
     common.add_argument(
@@ -194,16 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="JSON output")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    p = sub.add_parser("init", parents=[common], help="create a store")
-    p.add_argument("--key-file", required=True, help="32-byte key file (created 0600 if absent)")
-    p.add_argument("--chunk-size", type=count, default=4 << 20, help="bytes (power of two)")
-    p.add_argument("--gc-grace", type=count, default=6 * 3600, help="seconds (default 6 h)")
-    p.add_argument("--compression-level", type=int, help="zstd level (default 3; format 1: 1)")
-    p.add_argument(
-        "--format", type=int, choices=(1, 2), default=2,
-        help="2: changed chunks stored as deltas of their changed blocks (default); 1: whole",
-    )  # fmt: skip
-    p.add_argument("--block-size", type=count, help="bytes per block (default chunk size / 64)")
+    _add_init_parser(sub, common)
 
     p = sub.add_parser("backup", parents=[common], help="back up a volume")
     p.add_argument("server")

@@ -15,23 +15,19 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from agent.errors import AgentError, DamageFound
+from agent.errors import AgentError
 from agent.store.chunkstore import fsync_dir
 from agent.store.datastore import Store
 from agent.store.progress import Progress
+from agent.store.verify import check_blob
 from agent.vault.fetch import fetch_blobs
 from agent.vault.targets import Target, connect
 
 
 def check_fetched(store: Store, chunk_id: bytes, blob: bytes) -> str | None:
-    """Why a fetched copy is not the chunk ``chunk_id`` (None when it is)."""
-    try:
-        data = store.codec.decode(blob, chunk_id)
-    except DamageFound as exc:
-        return str(exc).removeprefix(f"chunk {chunk_id.hex()}: ")
-    if store.key.chunk_id(data) != chunk_id:
-        return "content does not hash to its id"
-    return None
+    """Why a fetched copy is not the chunk ``chunk_id`` (None when it is): authenticated,
+    decoded (a delta with its base from the store) and re-hashed, as verify checks it."""
+    return check_blob(store, chunk_id, blob)
 
 
 def chunk_users(store: Store, chunk_ids: set[bytes]) -> dict[bytes, list[str]]:

@@ -27,9 +27,7 @@ from agent.errors import AgentError, UsageError, failure_line
 from agent.offsite.state import RunRecorder, record_vault_points
 from agent.records import write_json_atomic
 from agent.store.catalog import Catalog, PointRecord, index_digest
-from agent.store.codec import CHUNK_MAGIC, chunk_aad
 from agent.store.datastore import Store
-from agent.store.keys import NONCE_BYTES, SEAL_MAGIC
 from agent.store.locking import StoreLock
 from agent.store.progress import Progress
 from agent.vault.backend import sha256
@@ -66,20 +64,12 @@ def vault_files(store_root: Path) -> tuple[Path, Path]:
 
 
 def chunk_is_authentic(store: Store, chunk_id: bytes, blob: bytes) -> bool:
-    """The chunk's AES-GCM tag checks out under the key (no decompression needed).
-    Layouts this code does not know are passed as they are."""
-    head = len(CHUNK_MAGIC) + 1 + NONCE_BYTES
+    """The chunk's AES-GCM tags check out under the key, whatever its layout (nothing
+    decompressed, a delta's base not needed)."""
     try:
-        if blob[:4] == CHUNK_MAGIC and len(blob) >= head + 16:
-            kind = blob[4:5]
-            store.key.open_raw(blob[5:head], memoryview(blob)[head:], chunk_aad(chunk_id) + kind)
-        elif blob[:4] == SEAL_MAGIC:
-            store.key.open(blob, chunk_aad(chunk_id), f"chunk {chunk_id.hex()}")
-        elif len(blob) < head + 16:
-            return False
+        return store.blob_is_authentic(chunk_id, blob)
     except (InvalidTag, AgentError):
         return False
-    return True
 
 
 def store_reader(store: Store) -> Callable[[bytes], tuple[bytes, bytes]]:
