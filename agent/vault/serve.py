@@ -8,7 +8,7 @@ process, so every target speaks one protocol. Requests (see ``agent.vault.protoc
 ``appliances``                            -> {appliances: [...]}
 ``points`` {appliance}                    -> {points: [record + whole, copies], retired}
 ``lack`` {appliance} + ids                -> + the ids among them the vault lacks
-``put`` {appliance, blob, sha256} + bytes -> {} once stored (digest checked)
+``put`` {appliance, blob, sha256?} + bytes -> {} once stored (digest checked if given)
 ``commit`` {appliance, point} + ids       -> {record}; error ``missing`` + the missing ids
 ``get`` {appliance} + ids                 -> one message per blob (``binary``: its bytes, or
                                              ``missing``/``damaged``), then {done: true}
@@ -158,7 +158,7 @@ class VaultSession:
         app = self._app(appliance)
         if payload is None:
             raise VaultRefused("bad_request", "put needs the blob's bytes")
-        digest = parse_blob_id(sha256)  # 32 bytes too
+        digest = parse_blob_id(sha256) if sha256 is not None else None  # 32 bytes too
         self.writer.put(app, parse_blob_id(blob), payload, digest)
         self._answer(rid, ok=True)
 

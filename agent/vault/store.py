@@ -131,22 +131,24 @@ class VaultStore:
         check_name("appliance", app)
         return [i for i, size in self.backend.blob_sizes(app, ids).items() if size is None]
 
-    def check_blob(self, app: str, blob_id: bytes, data: bytes, digest: bytes) -> None:
-        """VaultRefused unless the bytes that arrived match the sender's digest; a blob
-        that comes back after ``verify`` found it damaged leaves the damaged register."""
+    def check_blob(self, app: str, blob_id: bytes, data, digest: bytes | None) -> bytes:
+        """The digest to record: VaultRefused unless the bytes that arrived match the
+        sender's digest (given none, the digest of what arrived). A blob that comes back
+        after ``verify`` found it damaged leaves the damaged register."""
         check_name("appliance", app)
-        if sha256(data) != digest:
+        actual = sha256(data)
+        if digest is not None and actual != digest:
             raise VaultRefused("digest", f"blob {blob_id.hex()}: bytes do not match their digest")
         if app not in self._damaged:
             self._damaged[app] = set(self.damaged_blobs(app))
         if blob_id in self._damaged[app]:
             self.backend.delete_record(f"appliances/{app}/damaged/{blob_id.hex()}")
             self._damaged[app].discard(blob_id)
+        return actual
 
     def put_blob(self, app: str, blob_id: bytes, data: bytes, digest: bytes) -> None:
         """Store a blob after checking the bytes that arrived against the sender's digest."""
-        self.check_blob(app, blob_id, data, digest)
-        self.backend.put_blob(app, blob_id, data, digest)
+        self.backend.put_blob(app, blob_id, data, self.check_blob(app, blob_id, data, digest))
 
     def read_blob(self, app: str, blob_id: bytes) -> tuple[bytes, bytes]:
         """(sealed bytes, digest) of a stored blob checked against its recorded digest;

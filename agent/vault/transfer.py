@@ -65,7 +65,8 @@ class SendStats:
         }
 
 
-ReadBlob = Callable[[bytes], tuple[bytes, bytes]]  # id -> (sealed bytes, sha256); BlobUnavailable
+# id -> (sealed bytes, their SHA-256 if the sender knows it); BlobUnavailable
+ReadBlob = Callable[[bytes], tuple[bytes, bytes | None]]
 
 
 class KnownOnTarget:

@@ -36,10 +36,11 @@ class BlobWriter:
         self._pending: dict[tuple[str, bytes], Future] = {}
         self._errors: list[BaseException] = []
 
-    def put(self, app: str, blob_id: bytes, data: bytes, digest: bytes) -> None:
-        """Check the blob against its digest (VaultRefused if it does not match) and hand
-        it to the pool; it is durable once ``drain`` returns."""
-        self.vault.check_blob(app, blob_id, data, digest)
+    def put(self, app: str, blob_id: bytes, data: bytes, digest: bytes | None) -> None:
+        """Check the blob against the sender's digest (VaultRefused if it does not match;
+        none given: the digest of what arrived is recorded) and hand it to the pool; it is
+        durable once ``drain`` returns."""
+        digest = self.vault.check_blob(app, blob_id, data, digest)
         self._room.acquire()
         try:
             if self.local:
