@@ -372,7 +372,12 @@ class Alert(models.Model):
         indexes = [
             models.Index(
                 fields=["kind"], condition=Q(resolved_at__isnull=True), name="alert_open_by_kind"
-            )
+            ),
+            models.Index(
+                fields=["-created_at", "-id"],
+                condition=Q(resolved_at__isnull=True),
+                name="alert_open_newest",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -58,9 +58,12 @@ class ServerStatus(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["rank", "server"], name="status_rank"),
+            # The fleet list's order, so a page is an index range, not a sort of the fleet.
+            models.Index(fields=["rank", "since", "server"], name="status_worst_first"),
             models.Index(
-                fields=["server"], condition=Q(retention_ok=False), name="status_retention_short"
+                fields=["retention_since", "server"],
+                condition=Q(retention_ok=False),
+                name="status_retention_short",
             ),
         ]
         constraints = [

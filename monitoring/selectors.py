@@ -38,6 +38,17 @@ class FleetFilter:
             found.site = get_for_user(Site, user, pk=site_id)
         return found
 
+    @property
+    def by_state_only(self) -> bool:
+        """Only a state (or nothing) chosen: the counts by state say how many rows match."""
+        return not (self.model or self.q or self.customer or self.site)
+
+    def rows_counted(self, counts: list[tuple[str, str, int]]) -> int | None:
+        """How many rows the list has, from ``counts``, when that is known without a COUNT."""
+        if not self.by_state_only:
+            return None
+        return sum(n for value, _, n in counts if not self.state or value == self.state)
+
     def apply(self, statuses: QuerySet[ServerStatus], *, with_state: bool = True) -> QuerySet:
         if self.state and with_state:
             statuses = statuses.filter(state=self.state)

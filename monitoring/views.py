@@ -15,6 +15,7 @@ from appliances.models import Alert, Appliance, ProtectedServer
 from monitoring import retention_status, selectors, services
 from monitoring.forms import MaintenanceForm
 from monitoring.models import MaintenanceWindow
+from monitoring.rows import FleetRows
 from portal.access import msp_required, roles_required
 from portal.models import Customer, Role
 from portal.pagination import paginate
@@ -32,12 +33,16 @@ def _live(request, full: str, partial: str, context: dict):
 @fleet_roles_required
 def fleet(request):
     fleet_filter = selectors.FleetFilter.from_request(request.user, request.GET)
+    counts = selectors.state_counts(request.user, fleet_filter)
+    servers = selectors.fleet_servers(request.user, fleet_filter)
+    page = paginate(request, servers, count=fleet_filter.rows_counted(counts))
+    make = FleetRows(request, timezone.now())
     context = {
         "filter": fleet_filter,
-        "counts": selectors.state_counts(request.user, fleet_filter),
-        "page": paginate(request, selectors.fleet_servers(request.user, fleet_filter)),
+        "counts": counts,
+        "page": page,
+        "rows": [make.row(status) for status in page],
         "alerts": selectors.open_engine_alerts(request.user)[:20] if request.user.is_msp else [],
-        "now": timezone.now(),
         "refresh_seconds": settings.BDR_FLEET_REFRESH_SECONDS,
     }
     return _live(request, "monitoring/fleet.html", "monitoring/partials/fleet_live.html", context)

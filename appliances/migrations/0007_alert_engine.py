@@ -60,6 +60,10 @@ class Migration(migrations.Migration):
             model_name='alert',
             index=models.Index(condition=models.Q(('resolved_at__isnull', True)), fields=['kind'], name='alert_open_by_kind'),
         ),
+        migrations.AddIndex(
+            model_name='alert',
+            index=models.Index(condition=models.Q(('resolved_at__isnull', True)), fields=['-created_at', '-id'], name='alert_open_newest'),
+        ),
         migrations.AddConstraint(
             model_name='alert',
             constraint=models.UniqueConstraint(condition=models.Q(('kind__in', ('protection', 'appliance_offline', 'appliance_disk')), ('resolved_at__isnull', True), ('server__isnull', False)), fields=('server', 'kind'), name='alert_one_open_engine_alert_per_server'),
