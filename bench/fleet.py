@@ -90,6 +90,19 @@ def timed_cycle(now: dt.datetime, label: str) -> list[str]:
             f"{report.statuses_written:,}", f"{len(report.raised):,}", f"{report.notices:,}"]  # fmt: skip
 
 
+def backup_round(at: dt.datetime) -> int:
+    """A minute of a real fleet: every 15th server (15-minute schedules) takes a point."""
+    import fleet_seed
+
+    from appliances.models import ProtectedServer
+    from restores.models import RecoveryPoint
+
+    ids = list(ProtectedServer.objects.order_by("pk").values_list("pk", flat=True)[::15])
+    return fleet_seed.copy_rows(RecoveryPoint, (
+        {"server_id": pk, "agent_id": f"round/{at:%Y%m%dT%H%M%S}", "volume": "C", "taken_at": at,
+         "tier": "intraday", "size_bytes": 100 * 2**30, "synced_at": at} for pk in ids))  # fmt: skip
+
+
 def measure_cycles(now: dt.datetime) -> tuple[list[list[str]], list[str]]:
     from django.db import connection
 
@@ -98,7 +111,10 @@ def measure_cycles(now: dt.datetime) -> tuple[list[list[str]], list[str]]:
     rows = [
         timed_cycle(now, "first (statuses made)"),
         timed_cycle(now, "again, nothing changed"),
-        timed_cycle(now + dt.timedelta(minutes=1), "a minute later"),
+    ]
+    made = backup_round(now + dt.timedelta(seconds=30))
+    rows += [
+        timed_cycle(now + dt.timedelta(minutes=1), f"a minute on, {made:,} new points"),
         timed_cycle(now + dt.timedelta(minutes=6), "6 min later (alerts raised)"),
         timed_cycle(now + dt.timedelta(minutes=6), "again, nothing changed"),
     ]

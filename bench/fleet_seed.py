@@ -33,10 +33,10 @@ class Seeded:
     rows: dict[str, int] = field(default_factory=dict)
 
 
-def _defaults(model, row: dict) -> list:
-    """``row`` in the model's column order, every missing column from its field's default."""
+def _values(fields, row: dict) -> list:
+    """``row`` in ``fields``' order, every missing column from its field's default."""
     values = []
-    for f in model._meta.concrete_fields:
+    for f in fields:
         if f.attname in row:
             values.append(row[f.attname])
         elif f.has_default():
@@ -49,17 +49,25 @@ def _defaults(model, row: dict) -> list:
 
 
 def copy_rows(model, rows) -> int:
-    """COPY ``rows`` (dicts by attname) into ``model``'s table; return how many."""
+    """COPY ``rows`` (dicts by attname) into ``model``'s table; return how many. Rows without
+    the primary key get it from its sequence."""
+    import itertools
+
     from django.db import connection
     from psycopg.types.json import Jsonb
 
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        return 0
     meta = model._meta
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in meta.concrete_fields)
+    fields = [f for f in meta.concrete_fields if not (f.primary_key and f.attname not in first)]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     statement = f"COPY {connection.ops.quote_name(meta.db_table)} ({columns}) FROM STDIN"
     n = 0
     with connection.cursor() as cur, cur.copy(statement) as copy:
-        for row in rows:
-            values = _defaults(model, row)
+        for row in itertools.chain([first], rows):
+            values = _values(fields, row)
             copy.write_row([Jsonb(v) if isinstance(v, (dict, list)) else v for v in values])
             n += 1
     return n

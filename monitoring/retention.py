@@ -15,7 +15,9 @@ offline (its ``appliance_offline`` alerts), failed backups, or else no backup wa
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 TIERS = ("daily", "weekly", "monthly", "yearly")
 PLURAL = {"daily": "dailies", "weekly": "weeklies", "monthly": "monthlies", "yearly": "yearlies"}
@@ -125,8 +127,26 @@ def _why(slot: Slot, history: History) -> tuple[str, str]:
     return "none", "no backup was taken"
 
 
+def _epoch(moment) -> float:
+    return moment.timestamp() if isinstance(moment, dt.datetime) else float(moment)
+
+
+@lru_cache(maxsize=256)
+def calendar(counts: tuple[int, ...], weekdays: frozenset[int], today: dt.date) -> tuple:
+    """The promise's periods (tier, label, start, end), the same for every server with the
+    same policy and schedule on the same day: made once per cycle, not per server."""
+    daily, weekly, monthly, yearly = counts
+    made = (
+        _daily(daily, today, set(weekdays) or set(range(7)))
+        + _weekly(weekly, today)
+        + _monthly(monthly, today)
+        + _yearly(yearly, today)
+    )
+    return tuple((s.tier, s.label, s.start, s.end) for s in made)
+
+
 def timeline(
-    points: list[tuple[dt.datetime, bool]],
+    points: list[tuple[dt.datetime | float, bool]],
     policy: Policy,
     weekdays: set[int],
     now: dt.datetime,
@@ -136,36 +156,37 @@ def timeline(
     offsite: Policy | None = None,
     history: History = History(),  # noqa: B008 (frozen, never mutated)
 ) -> Timeline:
-    """The promise by tier against ``points`` ((taken_at, on the vault) of each good point).
-    With a vault, the first N periods of each tier need a copy there too, N from the
-    off-site policy (``offsite``; None: every period)."""
+    """The promise by tier against ``points`` ((taken_at, on the vault) of each good point;
+    taken_at as a datetime or epoch seconds). With a vault, the first N periods of each tier
+    need a copy there too, N from the off-site policy (``offsite``; None: every period)."""
     today = now.astimezone(dt.UTC).date()
-    result = Timeline(today_points=sum(1 for t, _ in points if t >= _day(today)))
-    makers = {
-        "daily": lambda: _daily(policy.daily, today, weekdays or set(range(7))),
-        "weekly": lambda: _weekly(policy.weekly, today),
-        "monthly": lambda: _monthly(policy.monthly, today),
-        "yearly": lambda: _yearly(policy.yearly, today),
-    }
-    ordered = sorted(points)
+    ordered = sorted((_epoch(t), bool(v)) for t, v in points)
+    times = [t for t, _ in ordered]
+    on_vault = [0]
+    for _, vault in ordered:
+        on_vault.append(on_vault[-1] + vault)
+    result = Timeline(today_points=len(times) - bisect_left(times, _day(today).timestamp()))
+    counts = (policy.daily, policy.weekly, policy.monthly, policy.yearly)
+    since = protected_since.timestamp()
     for tier in TIERS:
-        slots = makers[tier]()
-        copies = len(slots) if offsite is None else getattr(offsite, tier)
-        for k, slot in enumerate(slots):
-            _fill(slot, ordered, protected_since, has_vault and k < copies, history)
-        result.tiers[tier] = slots
+        result.tiers[tier] = []
+    for tier, label, start, end in calendar(counts, frozenset(weekdays), today):
+        slot = Slot(tier, label, start, end)
+        lo, hi = bisect_left(times, start.timestamp()), bisect_left(times, end.timestamp())
+        slot.local, slot.offsite = hi - lo, on_vault[hi] - on_vault[lo]
+        copies = len(result.tiers[tier]) < (10**9 if offsite is None else getattr(offsite, tier))
+        _judge(slot, since, has_vault and copies, history)
+        result.tiers[tier].append(slot)
     _summarise(result)
     return result
 
 
-def _fill(slot: Slot, points, protected_since, needs_copy: bool, history: History) -> None:
-    inside = [vault for t, vault in points if slot.start <= t < slot.end]
-    slot.local, slot.offsite = len(inside), sum(inside)
+def _judge(slot: Slot, protected_since: float, needs_copy: bool, history: History) -> None:
     if slot.local:
         if needs_copy and not slot.offsite:
             slot.status, slot.reason = "offsite_missing", "not on the vault"
         return
-    if slot.end <= protected_since:
+    if slot.end.timestamp() <= protected_since:
         slot.status, slot.reason = "not_due", "before protection began"
         return
     slot.status = "missing"

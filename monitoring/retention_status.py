@@ -1,12 +1,18 @@
 """Retention status: one server's timeline (the page), and every server's compliance kept on
-its ServerStatus (the fleet view), refreshed daily and after each poll of its appliance."""
+its ServerStatus (the fleet view), refreshed daily and after each poll of its appliance.
+
+The fleet refresh reads plain values, the points' times as epoch seconds (a float loads
+several times faster than a datetime, and there are 2,000,000 of them at 5,000 appliances),
+makes each calendar once per policy (monitoring/retention.py), and writes the statuses that
+changed with one UPDATE per distinct result.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
 
-from django.db.models import Q
+from django.db.models import F, FloatField, Func, Q
 
 from appliances.models import Alert, Appliance, Job, JobKind, JobState, ProtectedServer
 from monitoring.models import MaintenanceWindow, ProtectionState, ServerStatus
@@ -14,25 +20,39 @@ from monitoring.retention import History, Policy, Timeline, timeline
 from restores.models import RecoveryPoint
 
 BATCH = 500  # appliances per round of the fleet refresh (bounds memory)
+TIERS = ("daily", "weekly", "monthly", "yearly")
+_FIELDS = (
+    ("id", "created_at", "appliance_id", "schedule__weekdays", "appliance__offsite__vault_id")
+    + tuple(f"retention__{t}" for t in ("intraday",) + TIERS)
+    + tuple(f"offsite_retention__{t}" for t in TIERS)
+)
 
 
-def _policy(server: ProtectedServer) -> Policy:
-    policy = getattr(server, "retention", None)
-    if policy is None:
+class EpochSeconds(Func):
+    """A timestamp as seconds since 1970."""
+
+    output_field = FloatField()
+    template = "CAST(EXTRACT(EPOCH FROM %(expressions)s) AS double precision)"
+
+    def as_sqlite(self, compiler, connection, **extra):
+        template = "((julianday(%(expressions)s) - 2440587.5) * 86400.0)"
+        return super().as_sql(compiler, connection, template=template, **extra)
+
+
+def _policy(row: dict) -> Policy:
+    if row["retention__daily"] is None:
         return Policy()
-    return Policy(policy.intraday, policy.daily, policy.weekly, policy.monthly, policy.yearly)
+    return Policy(*(row[f"retention__{t}"] for t in ("intraday",) + TIERS))
 
 
-def _offsite_policy(server: ProtectedServer) -> Policy | None:
-    policy = getattr(server, "offsite_retention", None)
-    if policy is None:
+def _offsite_policy(row: dict) -> Policy | None:
+    if row["offsite_retention__daily"] is None:
         return None  # a server without one keeps everything off-site
-    return Policy(0, policy.daily, policy.weekly, policy.monthly, policy.yearly)
+    return Policy(0, *(row[f"offsite_retention__{t}"] for t in TIERS))
 
 
-def _weekdays(server: ProtectedServer) -> set[int]:
-    schedule = getattr(server, "schedule", None)
-    return set(schedule.weekdays or range(7)) if schedule is not None else set(range(7))
+def _weekdays(row: dict) -> set[int]:
+    return set(row["schedule__weekdays"] or range(7))
 
 
 def histories(appliance_ids, now: dt.datetime) -> dict[int, History]:
@@ -64,31 +84,27 @@ def histories(appliance_ids, now: dt.datetime) -> dict[int, History]:
     return {a: History(tuple(offline[a]), tuple(windows[a]), tuple(failed[a])) for a in customers}
 
 
-def _points(server_ids) -> dict[int, list[tuple[dt.datetime, bool]]]:
+def _points(server_ids) -> dict[int, list[tuple[float, bool]]]:
     found = defaultdict(list)
     rows = RecoveryPoint.objects.filter(server_id__in=server_ids).exclude(verified=False)
-    for server_id, taken_at, on_vault in rows.values_list("server_id", "taken_at", "on_vault"):
-        found[server_id].append((taken_at, on_vault))
+    for server_id, taken, on_vault in rows.values_list(
+        "server_id", EpochSeconds(F("taken_at")), "on_vault"
+    ).order_by():
+        found[server_id].append((taken, on_vault))
     return found
 
 
-def _servers(queryset):
-    return queryset.select_related(
-        "retention", "schedule", "offsite_retention", "appliance__offsite", "appliance__customer"
-    ).order_by()
-
-
-def _timeline(server, points, history: History, now: dt.datetime) -> Timeline:
-    first = min((t for t, _ in points), default=server.created_at)
-    offsite = getattr(server.appliance, "offsite", None)
+def _timeline(row: dict, points, history: History, now: dt.datetime) -> Timeline:
+    created = row["created_at"]
+    first = min((t for t, _ in points), default=created.timestamp())
     return timeline(
         points,
-        _policy(server),
-        _weekdays(server),
+        _policy(row),
+        _weekdays(row),
         now,
-        protected_since=min(first, server.created_at),
-        has_vault=offsite is not None and offsite.vault_id is not None,
-        offsite=_offsite_policy(server),
+        protected_since=min(dt.datetime.fromtimestamp(first, dt.UTC), created),
+        has_vault=row["appliance__offsite__vault_id"] is not None,
+        offsite=_offsite_policy(row),
         history=history,
     )
 
@@ -96,9 +112,26 @@ def _timeline(server, points, history: History, now: dt.datetime) -> Timeline:
 def server_timeline(server: ProtectedServer, now: dt.datetime) -> tuple[ProtectedServer, Timeline]:
     """One server (with its appliance and customer) and its retention timeline at ``now``
     (the caller fetched ``server`` for its user)."""
-    server = _servers(ProtectedServer.objects.filter(pk=server.pk)).get()
+    related = ("appliance__customer", "appliance__offsite", "retention", "schedule",
+               "offsite_retention")  # fmt: skip
+    server = ProtectedServer.objects.select_related(*related).get(pk=server.pk)
+    row = _row_of(server)
     history = histories([server.appliance_id], now)[server.appliance_id]
-    return server, _timeline(server, _points([server.pk])[server.pk], history, now)
+    return server, _timeline(row, _points([server.pk])[server.pk], history, now)
+
+
+def _row_of(server: ProtectedServer) -> dict:
+    """The values the fleet refresh reads, from a server fetched with its relations."""
+    row = {"id": server.pk, "created_at": server.created_at, "appliance_id": server.appliance_id}
+    schedule = getattr(server, "schedule", None)
+    row["schedule__weekdays"] = schedule.weekdays if schedule else None
+    offsite = getattr(server.appliance, "offsite", None)
+    row["appliance__offsite__vault_id"] = offsite.vault_id if offsite else None
+    for prefix, tiers in (("retention", ("intraday",) + TIERS), ("offsite_retention", TIERS)):
+        policy = getattr(server, prefix, None)
+        for tier in tiers:
+            row[f"{prefix}__{tier}"] = getattr(policy, tier) if policy else None
+    return row
 
 
 def refresh(now: dt.datetime, appliance_ids=None) -> int:
@@ -113,28 +146,30 @@ def refresh(now: dt.datetime, appliance_ids=None) -> int:
 
 
 def _refresh_batch(appliance_ids, now: dt.datetime) -> int:
-    servers = list(_servers(ProtectedServer.objects.filter(appliance_id__in=appliance_ids)))
-    points = _points([s.pk for s in servers])
-    history = histories(appliance_ids, now)
-    statuses = {s.server_id: s for s in ServerStatus.objects.filter(server__in=servers)}
-    new, changed = [], []
-    for server in servers:
-        result = _timeline(server, points[server.pk], history[server.appliance_id], now)
-        status = statuses.get(server.pk)
-        if status is None:
-            status = ServerStatus(server=server, state=ProtectionState.UNKNOWN, since=now)
-            new.append(status)
-        elif (status.retention_ok, status.retention_summary) == (
-            result.compliant,
-            result.summary[:300],
-        ):
-            continue
-        else:
-            changed.append(status)
-        status.retention_ok, status.retention_summary = result.compliant, result.summary[:300]
-        status.retention_since = now
-    ServerStatus.objects.bulk_create(new, batch_size=2000, ignore_conflicts=True)
-    ServerStatus.objects.bulk_update(
-        changed, ["retention_ok", "retention_summary", "retention_since"], batch_size=2000
+    rows = list(
+        ProtectedServer.objects.filter(appliance_id__in=appliance_ids).values(*_FIELDS).order_by()
     )
-    return len(new) + len(changed)
+    points = _points([r["id"] for r in rows])
+    history = histories(appliance_ids, now)
+    stored = {
+        server_id: (ok, summary)
+        for server_id, ok, summary in ServerStatus.objects.filter(
+            server_id__in=[r["id"] for r in rows]
+        ).values_list("server_id", "retention_ok", "retention_summary")
+    }
+    new, groups = [], defaultdict(list)
+    for row in rows:
+        result = _timeline(row, points[row["id"]], history[row["appliance_id"]], now)
+        found = (result.compliant, result.summary[:300])
+        if row["id"] not in stored:
+            new.append(ServerStatus(server_id=row["id"], state=ProtectionState.UNKNOWN, since=now,
+                                    retention_ok=found[0], retention_summary=found[1],
+                                    retention_since=now))  # fmt: skip
+        elif stored[row["id"]] != found:
+            groups[found].append(row["id"])
+    ServerStatus.objects.bulk_create(new, batch_size=2000, ignore_conflicts=True)
+    for (ok, summary), ids in groups.items():
+        ServerStatus.objects.filter(server_id__in=ids).update(
+            retention_ok=ok, retention_summary=summary, retention_since=now
+        )
+    return len(new) + sum(len(ids) for ids in groups.values())
