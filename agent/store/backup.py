@@ -103,24 +103,29 @@ class _Backup:
             codec = self.store.codec
             out = codec.out_buffer(len(data))
             n = codec.encode_into(data, chunk_id, out)
-            return _ChunkResult(chunk_id, NEW, n, chunks.stage(chunk_id, out, n), heal=heal)
+            staged = chunks.stage(chunk_id, out, n)
+            chunks.sync_staged(staged)
+            return _ChunkResult(chunk_id, NEW, n, staged, heal=heal)
         plan = None if heal else self.planner.plan(i, fps, len(data))
         base, changed = plan or (b"", None)
         frames = self.store.frames
         out = frames.out_buffer(len(data))
         n = frames.encode_into(data, chunk_id, fps, out, base, changed)
         staged = chunks.stage(chunk_id, out, n)
+        # Durable now, while the other workers compress: a sync phase after the last
+        # chunk would leave the cores idle while the disk flushes.
+        chunks.sync_staged(staged)
         return _ChunkResult(chunk_id, NEW, n, staged, base or ZERO_ID, heal)
 
     def publish(self, results: list[_ChunkResult]) -> None:
-        """Make every staged chunk durable, then visible under its name.
+        """Make every staged chunk (each already synced by its worker) visible under its
+        name, then make the names durable.
 
         A chunk another writer published first (the same content) is adopted as it is:
         its header says whether it is a delta, and of which base.
         """
         staged = [r for r in results if r.staged is not None]
         with ThreadPoolExecutor(self.workers, thread_name_prefix="bdr-sync") as pool:
-            list(pool.map(self.store.chunks.sync_staged, [r.staged for r in staged]))
             for r in staged:
                 self._publish_one(r)
             fan_dirs = {self.store.chunks.path(r.chunk_id).parent for r in staged}
