@@ -126,8 +126,7 @@ class _Backup:
         """
         staged = [r for r in results if r.staged is not None]
         with ThreadPoolExecutor(self.workers, thread_name_prefix="bdr-sync") as pool:
-            for r in staged:
-                self._publish_one(r)
+            list(pool.map(self._publish_one, staged))
             fan_dirs = {self.store.chunks.path(r.chunk_id).parent for r in staged}
             list(pool.map(fsync_dir, fan_dirs))
 
