@@ -24,7 +24,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 
 from agent.errors import AgentError, UsageError, failure_line
-from agent.offsite.state import RunRecorder, record_vault_points
+from agent.offsite.state import RunRecorder, record_vault_points, record_vault_usage
 from agent.records import write_json_atomic
 from agent.store.catalog import Catalog, PointRecord, index_digest
 from agent.store.datastore import Store
@@ -38,6 +38,7 @@ from agent.vault.transfer import (
     PointPlan,
     PointSender,
     remote_points,
+    remote_usage,
 )
 
 ORDERS = ("newest", "oldest")
@@ -202,6 +203,7 @@ class _Run:
                 self._send_one(sender, record, catalog, known, whole)
         finally:
             sender.close()
+        record_vault_usage(store.root, self.recorder.target, remote_usage(conn, self.app))
         progress.finish()
         on_vault = len(whole & {r.id for r, _ in points})
         return {
