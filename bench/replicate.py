@@ -27,8 +27,10 @@ What it measures (agent/README.md has the figures), on a store of one mkvol poin
   the newest point restores byte-identical to the volume, the first to the original.
 - peak RSS of replicate, vault serve and seed: < 256 MB.
 
-Create /tmp/QUIET while it runs (other sessions then start no tests), and it waits for the
-load average to come down before each measured step.
+It creates /tmp/QUIET for the measured steps when nobody holds it (other sessions then
+start no tests; hold it at most 15 minutes: run a few steps at a time, ``--steps ""`` only
+makes the volume and the store), and waits for the load average to come down before each
+measured step.
 """
 
 from __future__ import annotations
@@ -483,11 +485,12 @@ def main() -> int:
         asyncio.run(_relay(int(listen), int(target), float(delay) / 1000))
         return 0
     args.workdir.mkdir(parents=True, exist_ok=True)
+    w = World(args.workdir, args.size_mib)  # volumes and stores made before the quiet hold
     mine = not QUIET.exists()
-    QUIET.touch()
-    w = World(args.workdir, args.size_mib)
+    if mine and args.steps:
+        QUIET.write_text("bench/replicate.py\n")
     results: dict = {"rss": {}}
-    steps = args.steps.split(",")
+    steps = args.steps.split(",") if args.steps else []
     try:
         if "first" in steps:
             results["first"] = step_first(w, args.rounds)

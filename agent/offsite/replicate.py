@@ -24,20 +24,21 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 
 from agent.errors import AgentError, UsageError, failure_line
-from agent.offsite.state import RunRecorder, record_vault_points
+from agent.offsite.state import RunRecorder, record_vault_points, record_vault_usage
 from agent.records import write_json_atomic
 from agent.store.catalog import Catalog, PointRecord, index_digest
 from agent.store.datastore import Store
 from agent.store.locking import StoreLock
 from agent.store.progress import Progress
 from agent.vault.backend import sha256
-from agent.vault.targets import Target, all_closed, connect_streams, ensure_identity
+from agent.vault.targets import Opening, Target, all_closed, ensure_identity
 from agent.vault.transfer import (
     BlobUnavailable,
     KnownOnTarget,
     PointPlan,
     PointSender,
     remote_points,
+    remote_usage,
 )
 
 ORDERS = ("newest", "oldest")
@@ -151,20 +152,31 @@ def replicate(
     if order not in ORDERS:
         raise UsageError(f"order must be one of {', '.join(ORDERS)}")
     known_hosts, identity = vault_files(store.root)
+    opening = Opening(target, known_hosts, identity, streams)  # the handshake runs meanwhile
     lock_name = "replicate-" + hashlib.sha256(target.text.encode()).hexdigest()[:16]
-    with StoreLock(store.locks_dir, lock_name, "replicate"):
-        recorder = RunRecorder(store.root, target.text)
-        try:
-            with all_closed(connect_streams(target, known_hosts, identity, streams)) as conns:
-                for server, policy in (policies or {}).items():
-                    conns[0].call("policy", appliance=app, server=server, policy=policy)
-                run = _Run(store, conns, app, recorder, on_commit)
-                result = run.send_all(servers, order, pace, progress or Progress())
-        except BaseException as exc:
-            recorder.finish(error=(failure_line(exc) or (repr(exc), 1))[0])
-            raise
-        recorder.finish()
+    try:
+        with StoreLock(store.locks_dir, lock_name, "replicate"):
+            result = _locked_run(store, target, opening, app, servers, order, pace, progress,
+                                 on_commit, policies)  # fmt: skip
+    finally:
+        opening.discard()  # if the lock or the store failed first; closing twice is harmless
     return {"target": target.text, "order": order, **result}
+
+
+def _locked_run(store, target, opening, app, servers, order, pace, progress, on_commit, policies):
+    recorder = RunRecorder(store.root, target.text)
+    try:
+        points = list(local_points(store, servers))  # while the connections open
+        with all_closed(opening.result()) as conns:
+            for server, policy in (policies or {}).items():
+                conns[0].call("policy", appliance=app, server=server, policy=policy)
+            run = _Run(store, conns, app, recorder, on_commit)
+            result = run.send_all(points, order, pace, progress or Progress())
+    except BaseException as exc:
+        recorder.finish(error=(failure_line(exc) or (repr(exc), 1))[0])
+        raise
+    recorder.finish()
+    return result
 
 
 class _Run:
@@ -175,7 +187,7 @@ class _Run:
         self.recorder = recorder
         self.on_commit = on_commit
 
-    def send_all(self, servers, order: str, pace, progress: Progress) -> dict:
+    def send_all(self, points: list, order: str, pace, progress: Progress) -> dict:
         store, conn = self.store, self.conn
         remote = remote_points(conn, self.app)
         record_vault_points(
@@ -183,7 +195,6 @@ class _Run:
         )
         whole = {p["point"] for p in remote["points"] if p.get("whole")}
         retired = set(remote["retired"])
-        points = list(local_points(store, servers))
         todo = [(r, c) for r, c in points if r.id not in whole and r.id not in retired]
         todo.sort(key=lambda rc: (rc[0].taken_at_dt, rc[0].id), reverse=order == "newest")
         known = KnownOnTarget([r.id for r, _ in points], whole, store.point_blob_ids)
@@ -202,6 +213,7 @@ class _Run:
                 self._send_one(sender, record, catalog, known, whole)
         finally:
             sender.close()
+        record_vault_usage(store.root, self.recorder.target, remote_usage(conn, self.app))
         progress.finish()
         on_vault = len(whole & {r.id for r, _ in points})
         return {

@@ -58,6 +58,16 @@ def record_vault_points(
         entry["retired"] = sorted(retired)
 
 
+def record_vault_usage(store_root: Path, target: str, vault_bytes: int | None) -> None:
+    """The bytes this appliance's points reference on the vault (what billing counts), as
+    the vault just said; None (it could not say) keeps the last figure."""
+    if vault_bytes is None:
+        return
+    with _locked(store_root) as state:
+        entry = state.setdefault(target, {})
+        entry.update(vault_bytes=vault_bytes, vault_bytes_at=utc_now())
+
+
 class RunRecorder:
     """Keeps the state of one replication run on disk: started, progress, commits, end.
     ``rate`` is over the last half minute (what the link does now, throttle included),

@@ -9,7 +9,10 @@ replication keeps up to date as it runs; ``offsite TARGET`` asks the vault first
   nearest off-site point of its volume does not hold, counted once, with their indexes;
 - rate: the running replication's rate over its last half minute; with none running, the
   last run's average, capped by the limit in force now;
-- ETA: backlog / rate; lag: how long the oldest point waiting to go off-site has waited.
+- ETA: backlog / rate; lag: how long the oldest point waiting to go off-site has waited;
+- vault_bytes: the bytes of the blobs this appliance's points reference on the vault,
+  each counted once, as the vault said at the end of the last replication or refresh
+  (None before it ever did): what billing charges as off-site GB.
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ def offsite_status(
         "last_run": None if running else (run or None),
         "newest_offsite": newest and {"id": newest["id"], "taken_at": newest["taken_at"]},
         "lag_seconds": lag,
+        "vault_bytes": entry.get("vault_bytes"),
+        "vault_bytes_at": entry.get("vault_bytes_at"),
     }
 
 

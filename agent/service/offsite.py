@@ -89,18 +89,22 @@ def status(store_root: Path, target: str | None = None, refresh: bool = False, n
 
 
 def refresh_from_vault(store, target) -> None:
-    """Ask the vault which points it holds (and where else they are)."""
+    """Ask the vault which points it holds (and where else they are), and the bytes they
+    reference there."""
     from agent.offsite.replicate import vault_files
-    from agent.offsite.state import record_vault_points
+    from agent.offsite.state import record_vault_points, record_vault_usage
     from agent.vault.targets import connect
-    from agent.vault.transfer import remote_points
+    from agent.vault.transfer import remote_points, remote_usage
 
     known_hosts, identity = vault_files(store.root)
+    app = appliance(store.root)
     with connect(target, known_hosts, identity) as conn:
-        remote = remote_points(conn, appliance(store.root))
+        remote = remote_points(conn, app)
+        used = remote_usage(conn, app)
     record_vault_points(
         store.root, target.text, conn.vault_name, remote["points"], remote["retired"]
     )
+    record_vault_usage(store.root, target.text, used)
 
 
 def _last_target(store_root: Path) -> str:

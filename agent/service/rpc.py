@@ -23,7 +23,7 @@ from agent.service.jobs import JobError
 from agent.service.rpc_appliance import ApplianceMethods
 from agent.service.rpc_files import FileMethods
 from agent.service.rpc_offsite import OffsiteMethods
-from agent.service.rpc_protocol import MAX_LINE, PROTOCOL_VERSION, SENT, RpcError
+from agent.service.rpc_protocol import MAX_LINE, PROTOCOL_VERSION, SENT, RpcError, check_params
 from agent.service.rpc_vm import VmMethods
 
 AGENT_VERSION = "0.1.0"
@@ -92,6 +92,7 @@ class Session:
                 raise RpcError("unknown_method", f"unknown method {method!r}")
             if not self.greeted and method != "hello":
                 raise RpcError("no_hello", "say hello first")
+            check_params(method, handler, params)
             result = handler(req_id, **params)
             if result is not SENT:
                 self.send({"id": req_id, "ok": True, "result": result})

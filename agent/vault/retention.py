@@ -22,6 +22,7 @@ from agent.errors import DamageFound
 from agent.store.pointindex import STAMP, parse_point_id
 from agent.store.retention import select_points
 from agent.vault.store import VaultStore, point_key
+from agent.vault.usage import live_blobs
 
 
 def apply_retention(vault: VaultStore, now: datetime, apps: list[str] | None = None) -> dict:
@@ -79,7 +80,7 @@ def _purge(vault: VaultStore, app: str, now: datetime) -> dict:
     if not batches:
         return {"purged_points": [], "blobs_deleted": 0, "bytes_freed": 0}
     try:
-        live = _live_blobs(vault, app)
+        live = live_blobs(vault, app)
     except DamageFound as exc:  # what a live point needs is unknown: delete nothing
         return {
             "purged_points": [],
@@ -118,11 +119,3 @@ def _purge(vault: VaultStore, app: str, now: datetime) -> dict:
         "bytes_freed": freed,
         "blobs_locked": refused,
     }
-
-
-def _live_blobs(vault: VaultStore, app: str) -> set[bytes]:
-    live: set[bytes] = set()
-    for record in vault.points(app):
-        live.update(vault.point_blob_ids(app, record))
-        live.update(bytes.fromhex(record[k]) for k in ("index", "catalog"))
-    return live

@@ -13,6 +13,8 @@ process, so every target speaks one protocol. Requests (see ``agent.vault.protoc
 ``get`` {appliance} + ids                 -> one message per blob (``binary``: its bytes, or
                                              ``missing``/``damaged``), then {done: true}
 ``policy`` {appliance, server, policy}    -> {policy}
+``usage`` {appliance}                     -> {bytes, blobs, points}: what its live points
+                                             reference, each blob once (``vault.usage``)
 ``ping``                                  -> {} (the sender measures the round trip)
 ``sync``                                  -> {} once every blob received here is stored
 
@@ -46,6 +48,7 @@ from agent.vault.protocol import (
     write_message,
 )
 from agent.vault.store import MissingBlobs, VaultStore
+from agent.vault.usage import usage
 from agent.vault.writer import BlobWriter
 
 
@@ -71,6 +74,7 @@ class VaultSession:
             "get": self.get,
             "policy": self.policy,
             "ping": self.ping,
+            "usage": self.usage,
             "sync": self.sync,
         }
 
@@ -185,6 +189,11 @@ class VaultSession:
                 continue
             self._answer(rid, data, blob=blob_id.hex(), sha256=digest.hex())
         self._answer(rid, ok=True, done=True)
+
+    def usage(self, rid, payload, appliance=None) -> None:
+        app = self._app(appliance)
+        self.writer.drain()
+        self._answer(rid, ok=True, **usage(self.vault, app))
 
     def ping(self, rid, payload) -> None:
         self._answer(rid, ok=True)

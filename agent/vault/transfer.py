@@ -244,3 +244,16 @@ def remote_points(conn, app: str) -> dict:
     ):
         raise ProtocolError("the vault's list of points is malformed")
     return body
+
+
+def remote_usage(conn, app: str) -> int | None:
+    """The bytes ``app``'s live points reference on the vault (each blob once), or None
+    when the vault cannot say (an older vault, a blob list verify has to look at)."""
+    try:
+        message, _ = conn.call("usage", appliance=app)
+    except VaultRefused:
+        return None
+    value = message.get("bytes")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 62:
+        raise ProtocolError("the vault's usage answer is malformed")
+    return value

@@ -65,6 +65,33 @@ def test_bad_requests_get_structured_errors_and_the_session_goes_on(tmp_path, li
     assert answers[2]["id"] == 9 and answers[2]["ok"] is True
 
 
+@pytest.mark.parametrize(
+    ("method", "params", "message"),
+    [
+        ("replicate.start", {"bogus": 1}, "replicate.start: unknown parameter(s) bogus (it takes:"),
+        (
+            "replicate.start",
+            {"target": "/x", "limits": "4M"},
+            "replicate.start: unknown parameter(s) limits",
+        ),
+        (
+            "offsite.status",
+            {"refresh": True, "now": "x"},
+            "offsite.status: unknown parameter(s) now",
+        ),
+        ("jobs.status", {}, "jobs.status: missing parameter(s) id"),
+        ("files.ls", {"point": "a/b/c", "extra": 1}, "files.ls: unknown parameter(s) extra"),
+    ],
+)
+def test_unknown_or_missing_params_are_bad_params_naming_them(tmp_path, method, params, message):
+    answers = converse(tmp_path, HELLO, req(2, method, **params), req(3, "settings.get"))
+    error = answers[1]["error"]
+    assert error["code"] == "bad_params" and error["message"].startswith(method)
+    assert message in error["message"] and "keyword argument" not in error["message"]
+    assert not (tmp_path / "jobs").exists()  # refused before anything started
+    assert answers[2]["ok"] is True
+
+
 def test_random_bytes_never_crash_the_session(tmp_path):
     rng = __import__("random").Random(7)
     noise = b"".join(

@@ -3,6 +3,7 @@ backup, the portal's vault and throttle pushed over SSH, a replicate job through
 life cycle into a real local vault directory, and the off-site state mirrored back."""
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -109,3 +110,38 @@ def test_a_failed_replication_is_on_its_job_page_and_raises_no_alert_of_its_own(
     assert list(services.due_for_replication(now, dt.timedelta(hours=1))) == []
     later = job.finished_at + dt.timedelta(minutes=61)
     assert list(services.due_for_replication(later, dt.timedelta(hours=1))) == [appliance]
+
+
+def test_billing_meters_the_vaults_bytes_a_blob_shared_by_two_points_counted_once(
+    backed_up, vault_dirs, tech
+):
+    import random
+
+    from billing import metering
+    from billing.models import UsageSample
+    from offsite.models import ApplianceOffsite as Offsite
+
+    appliance = backed_up.appliance
+    with open(backed_up.image, "r+b") as image:  # a few blocks change; the rest is shared
+        image.seek(1 << 20)
+        image.write(random.Random(5).randbytes(64 << 10))
+    again = _run(jobs.queue_job("backup", appliance, server=backed_up,
+                                params={"at": "2000-01-04T10:00:00Z"}, actor=None))  # fmt: skip
+    assert again.state == JobState.SUCCEEDED, again.error
+    services.assign_vault(appliance, f.VaultFactory(endpoint=str(vault_dirs[0])), actor=tech)
+    job = _run(services.start_replication(appliance, actor=tech))
+    assert job.state == JobState.SUCCEEDED and job.params["result"]["points_sent"] == 2
+
+    namespace = next((vault_dirs[0] / "appliances").iterdir())
+    on_disk = sum(p.stat().st_size - 36 for p in (namespace / "blobs").rglob("*") if p.is_file())
+    records = [p for p in (namespace / "points").rglob("*.json")]
+    each_alone = sum(json.loads(p.read_text())["bytes"] for p in records)
+    vault_bytes = Offsite.objects.get(appliance=appliance).vault_bytes
+    assert vault_bytes == on_disk and len(records) == 2
+    assert vault_bytes < each_alone  # the chunks both points reference: counted once
+
+    f.SubscriptionFactory(appliance=appliance, customer=appliance.customer)
+    assert metering.offsite_bytes([appliance.pk]) == {appliance.pk: (vault_bytes, "vault")}
+    metering.record_daily_usage(dt.date(2026, 3, 5))
+    sample = UsageSample.objects.get(appliance=appliance)
+    assert (sample.offsite_bytes, sample.source) == (vault_bytes, "vault")
