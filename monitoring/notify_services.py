@@ -21,8 +21,15 @@ def _channels(primary: bool, escalation: bool) -> None:
 
 
 @transaction.atomic
-def add_recipient(*, customer: Customer | None, address: str, primary: bool, escalation: bool,
-                  actor: User, request=None) -> EmailRecipient:  # fmt: skip
+def add_recipient(
+    *,
+    customer: Customer | None,
+    address: str,
+    primary: bool,
+    escalation: bool,
+    actor: User,
+    request=None,
+) -> EmailRecipient:
     """An e-mail address for the notices of the chosen channels (of one customer, or all)."""
     _channels(primary, escalation)
     address = address.strip().lower()
@@ -44,8 +51,16 @@ def remove_recipient(recipient: EmailRecipient, *, actor: User, request=None) ->
 
 
 @transaction.atomic
-def add_endpoint(*, customer: Customer | None, name: str, url: str, primary: bool,
-                 escalation: bool, actor: User, request=None) -> tuple[WebhookEndpoint, str]:  # fmt: skip
+def add_endpoint(
+    *,
+    customer: Customer | None,
+    name: str,
+    url: str,
+    primary: bool,
+    escalation: bool,
+    actor: User,
+    request=None,
+) -> tuple[WebhookEndpoint, str]:
     """A webhook endpoint with a new secret; returns it and the secret (shown once)."""
     _channels(primary, escalation)
     try:
@@ -63,8 +78,7 @@ def add_endpoint(*, customer: Customer | None, name: str, url: str, primary: boo
 
 
 @transaction.atomic
-def rotate_secret(endpoint: WebhookEndpoint, *, now: dt.datetime, actor: User,
-                  request=None) -> str:  # fmt: skip
+def rotate_secret(endpoint: WebhookEndpoint, *, now: dt.datetime, actor: User, request=None) -> str:
     """A new secret for the endpoint; the old one keeps signing too for
     BDR_WEBHOOK_OVERLAP_HOURS, so the receiver can switch without losing a message."""
     locked = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
