@@ -41,8 +41,8 @@ def raise_alert(lab) -> AlertNotice:
 
 
 def notice(customer=None, kind: str = "opened", at: dt.datetime = T0) -> AlertNotice:
-    alert = AlertFactory(**({"appliance__customer": customer} if customer else {}),
-                         severity="critical", message="dc01 on nas-1: no backup since 09:50")  # fmt: skip
+    owner = {"appliance__customer": customer} if customer else {}
+    alert = AlertFactory(**owner, severity="critical", message="dc01 on nas-1: stale since 09:50")
     return AlertNotice.objects.create(alert=alert, kind=kind, at=at)
 
 
