@@ -112,7 +112,11 @@ def remove_endpoint(endpoint: WebhookEndpoint, *, actor: User, request=None) -> 
 @transaction.atomic
 def replay(delivery: Delivery, *, now: dt.datetime, actor: User, request=None) -> None:
     """Send a webhook delivery again, same id and body, with a fresh retry budget."""
-    locked = Delivery.objects.select_for_update().select_related("endpoint").get(pk=delivery.pk)
+    locked = (
+        Delivery.objects.select_for_update(of=("self",))
+        .select_related("endpoint")
+        .get(pk=delivery.pk)
+    )
     if locked.endpoint is None:
         raise ValidationError("Only webhook deliveries can be replayed.")
     if not locked.endpoint.enabled:
