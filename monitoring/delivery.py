@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import secrets
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -152,19 +153,31 @@ def signing_secrets(endpoint: WebhookEndpoint, now: dt.datetime) -> list[str]:
 def _mail_all(deliveries: list[Delivery]) -> list[tuple[Delivery, Answer]]:
     if not deliveries:
         return []
-    results = []
-    with get_connection() as connection:
-        for delivery in deliveries:
-            subject, text = notify_messages.email(delivery.body)
-            message = EmailMessage(subject, text, settings.DEFAULT_FROM_EMAIL,
-                                   [delivery.recipient.address], connection=connection)  # fmt: skip
-            try:
-                message.send()
-            except Exception as exc:  # any mail failure is a failed attempt
-                results.append((delivery, Answer(False, None, 0, error=str(exc)[:300])))
-            else:
-                results.append((delivery, Answer(True, None, 0)))
-    return results
+    connection = get_connection()
+    try:
+        connection.open()
+    except Exception as exc:  # the mail server is down: every message waits for a retry
+        return [(d, Answer(False, None, 0, error=f"mail: {exc}"[:300])) for d in deliveries]
+    try:
+        return [(d, _mail_one(d, connection)) for d in deliveries]
+    finally:
+        connection.close()
+
+
+def _mail_one(delivery: Delivery, connection) -> Answer:
+    subject, text = notify_messages.email(delivery.body)
+    message = EmailMessage(subject, text, settings.DEFAULT_FROM_EMAIL,
+                           [delivery.recipient.address], connection=connection)  # fmt: skip
+    started = time.monotonic()
+    try:
+        message.send()
+    except Exception as exc:  # any mail failure is a failed attempt, retried
+        return Answer(False, None, _ms(started), error=f"mail: {exc}"[:300])
+    return Answer(True, None, _ms(started))
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
 
 
 def retry_delay(failures: int, rng: random.Random) -> dt.timedelta:

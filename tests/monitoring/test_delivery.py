@@ -44,6 +44,27 @@ def test_an_opened_alert_is_mailed_once_to_each_recipient_of_its_channel(lab, ad
     assert len(mail.outbox) == 2  # one message per notice per recipient
 
 
+def test_mail_that_cannot_be_sent_is_retried_later(admin, clock, settings):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on: the mail server is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", port, 2
+    notify_services.add_recipient(customer=None, address="oncall@msp.example", primary=True,
+                                  escalation=False, actor=admin)  # fmt: skip
+    notice()
+    deliver(clock, T0)
+    d = Delivery.objects.get()
+    [attempt] = d.tries.all()
+    assert d.state == "pending" and attempt.error.startswith("mail: ") and not attempt.ok
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    deliver(clock, d.next_attempt_at)
+    d.refresh_from_db()
+    assert d.state == "delivered" and [m.to for m in mail.outbox] == [["oncall@msp.example"]]
+
+
 def test_a_webhook_is_signed_per_standard_webhooks_and_verifies_with_the_reference(
     lab, admin, receiver
 ):
