@@ -6,9 +6,10 @@
    and per enabled webhook endpoint on its channel (the MSP's, and its customer's); the notice's
    ``delivered_at`` is set then. The webhook body and id are fixed here.
 2. ``send_due``: the deliveries whose time came are claimed (a lease, so a worker that dies
-   leaves them to the next run), sent (webhooks in parallel threads, each with a short timeout,
-   so one slow endpoint holds up nobody), and each attempt is logged. A failure is retried
-   after ``BDR_NOTIFY_RETRY_BASE_SECONDS`` x 2^(failures-1), capped at
+   leaves them to the next run), sent (webhooks in parallel threads, one per endpoint, each
+   call with a short timeout, so one slow endpoint holds up nobody; once an endpoint did not
+   answer, the rest of its batch waits for a later run), and each attempt is logged. A
+   failure is retried after ``BDR_NOTIFY_RETRY_BASE_SECONDS`` x 2^(failures-1), capped at
    ``BDR_NOTIFY_RETRY_MAX_SECONDS``, with ±20 % jitter, until ``BDR_NOTIFY_MAX_ATTEMPTS``; an
    endpoint answering 410 Gone is disabled at once, with the reason shown on its page.
 """
@@ -19,6 +20,7 @@ import datetime as dt
 import random
 import secrets
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -42,10 +44,6 @@ def run(now: dt.datetime, rng: random.Random | None = None) -> tuple[int, int]:
     """Fan out the new notices, then send what is due; return (made, sent)."""
     made = fan_out(now)
     return made, send_due(now, rng=rng)
-
-
-def _on_channel(channel: str) -> Q:
-    return Q(primary=True) if channel == Channel.PRIMARY else Q(escalation=True)
 
 
 def fan_out(now: dt.datetime) -> int:
@@ -119,26 +117,45 @@ def send_due(now: dt.datetime, rng: random.Random | None = None) -> int:
     for gone in (d for d in due if d.endpoint_id and not d.endpoint.enabled):
         _finish(gone, DeliveryState.FAILED, now)
     answers = _post_all(hooks, now) + _mail_all(mails)
+    rng = rng or random.Random()
     for delivery, answer in answers:
-        record(delivery, answer, now, rng or random.Random())
-    return len(answers)
+        if answer is None:  # its endpoint did not answer this run: try again later
+            Delivery.objects.filter(pk=delivery.pk).update(
+                next_attempt_at=now + retry_delay(1, rng)
+            )
+        else:
+            record(delivery, answer, now, rng)
+    return sum(1 for _, answer in answers if answer is not None)
 
 
-def _post_all(deliveries: list[Delivery], now: dt.datetime) -> list[tuple[Delivery, Answer]]:
+def _post_all(deliveries: list[Delivery], now: dt.datetime) -> list[tuple[Delivery, Answer | None]]:
+    """Send in parallel across endpoints, in order within one. Once an endpoint did not answer
+    (timeout, refused connection), the rest of its batch waits for a later run (None) instead
+    of each costing a timeout: a dead endpoint takes one slot for one timeout per run."""
     if not deliveries:
         return []
     timestamp = int(now.timestamp())
+    by_endpoint: dict[int, list[Delivery]] = defaultdict(list)
+    for d in deliveries:
+        by_endpoint[d.endpoint_id].append(d)
 
-    def send(delivery: Delivery) -> Answer:
-        endpoint = delivery.endpoint
-        signed = webhooks.headers(
-            signing_secrets(endpoint, now), delivery.message_id, timestamp, delivery.body
-        )
-        return webhooks.post(endpoint.url, delivery.body, signed)
+    def send_group(group: list[Delivery]) -> list[tuple[Delivery, Answer | None]]:
+        sent: list[tuple[Delivery, Answer | None]] = []
+        down = False
+        for delivery in group:
+            if down:
+                sent.append((delivery, None))
+                continue
+            keys = signing_secrets(delivery.endpoint, now)
+            signed = webhooks.headers(keys, delivery.message_id, timestamp, delivery.body)
+            answer = webhooks.post(delivery.endpoint.url, delivery.body, signed)
+            down = answer.status_code is None
+            sent.append((delivery, answer))
+        return sent
 
-    workers = min(settings.BDR_WEBHOOK_WORKERS, len(deliveries))
+    workers = min(settings.BDR_WEBHOOK_WORKERS, len(by_endpoint))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(zip(deliveries, pool.map(send, deliveries), strict=True))
+        return [pair for group in pool.map(send_group, by_endpoint.values()) for pair in group]
 
 
 def signing_secrets(endpoint: WebhookEndpoint, now: dt.datetime) -> list[str]:
@@ -150,7 +167,7 @@ def signing_secrets(endpoint: WebhookEndpoint, now: dt.datetime) -> list[str]:
     return keys
 
 
-def _mail_all(deliveries: list[Delivery]) -> list[tuple[Delivery, Answer]]:
+def _mail_all(deliveries: list[Delivery]) -> list[tuple[Delivery, Answer | None]]:
     if not deliveries:
         return []
     connection = get_connection()
