@@ -41,9 +41,15 @@ from monitoring.webhooks import Answer
 
 
 def run(now: dt.datetime, rng: random.Random | None = None) -> tuple[int, int]:
-    """Fan out the new notices, then send what is due; return (made, sent)."""
-    made = fan_out(now)
-    return made, send_due(now, rng=rng)
+    """Fan out the new notices, then send what is due, batch after batch until nothing is
+    left or BDR_NOTIFY_SECONDS have passed; return (deliveries made, attempts made)."""
+    deadline = time.monotonic() + settings.BDR_NOTIFY_SECONDS
+    made = sent = 0
+    while True:
+        batch_made, batch_sent = fan_out(now), send_due(now, rng=rng)
+        made, sent = made + batch_made, sent + batch_sent
+        if not (batch_made or batch_sent) or time.monotonic() > deadline:
+            return made, sent
 
 
 def fan_out(now: dt.datetime) -> int:

@@ -339,9 +339,10 @@ CELERY_BEAT_SCHEDULE["monitoring-retention"] = {
 }
 
 # Notifications (monitoring/delivery.py; README "Notifications"): notices are handed to
-# e-mail recipients and webhook endpoints every BDR_NOTIFY_SECONDS, at most BDR_NOTIFY_BATCH
-# at a time. A failed delivery is retried after BDR_NOTIFY_RETRY_BASE_SECONDS x 2^(n-1)
-# (capped at BDR_NOTIFY_RETRY_MAX_SECONDS, ±20 % jitter), BDR_NOTIFY_MAX_ATTEMPTS times in all.
+# e-mail recipients and webhook endpoints every BDR_NOTIFY_SECONDS, BDR_NOTIFY_BATCH at a
+# time, batch after batch for at most BDR_NOTIFY_SECONDS. A failed delivery is retried after
+# BDR_NOTIFY_RETRY_BASE_SECONDS x 2^(n-1) (capped at BDR_NOTIFY_RETRY_MAX_SECONDS, ±20 %
+# jitter), BDR_NOTIFY_MAX_ATTEMPTS times in all.
 BDR_NOTIFY_BATCH = env.int("BDR_NOTIFY_BATCH", default=200)
 BDR_NOTIFY_RETRY_BASE_SECONDS = env.float("BDR_NOTIFY_RETRY_BASE_SECONDS", default=30.0)
 BDR_NOTIFY_RETRY_MAX_SECONDS = env.float("BDR_NOTIFY_RETRY_MAX_SECONDS", default=3600.0)
@@ -356,7 +357,8 @@ BDR_WEBHOOK_OVERLAP_HOURS = env.float("BDR_WEBHOOK_OVERLAP_HOURS", default=24.0)
 # Endpoints on loopback or private addresses (SSRF into the portal's network): refused in
 # production unless this says otherwise; allowed in development and tests.
 BDR_WEBHOOK_ALLOW_PRIVATE = env.bool("BDR_WEBHOOK_ALLOW_PRIVATE", default=not PRODUCTION)
+BDR_NOTIFY_SECONDS = env.float("BDR_NOTIFY_SECONDS", default=15.0)
 CELERY_BEAT_SCHEDULE["monitoring-deliver"] = {
     "task": "monitoring.tasks.deliver_notices",
-    "schedule": env.float("BDR_NOTIFY_SECONDS", default=15.0),
+    "schedule": BDR_NOTIFY_SECONDS,
 }
