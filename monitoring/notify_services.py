@@ -94,7 +94,7 @@ def rotate_secret(endpoint: WebhookEndpoint, *, now: dt.datetime, actor: User, r
 
 @transaction.atomic
 def enable_endpoint(endpoint: WebhookEndpoint, *, actor: User, request=None) -> None:
-    """Send to a disabled endpoint again (new notices only; replay the ones it missed)."""
+    """Send to a disabled endpoint again: new notices, and the failed deliveries replayed."""
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
         enabled=True, disabled_reason="", disabled_at=None
     )
