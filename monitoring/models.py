@@ -190,3 +190,12 @@ class AlertNotice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} of alert {self.alert_id} on {self.channel}"
+
+
+from monitoring.notify_models import (  # noqa: E402, F401  (Django finds models here)
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    EmailRecipient,
+    WebhookEndpoint,
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from monitoring import engine, retention_status
+from monitoring import delivery, engine, retention_status
 
 
 @shared_task
@@ -24,3 +24,10 @@ def evaluate_appliance(appliance_id: int) -> None:
 def check_retention() -> None:
     """Every server's retention status (beat: daily, after the appliances' rollups)."""
     retention_status.refresh(timezone.now())
+
+
+@shared_task
+def deliver_notices() -> None:
+    """Hand new notices to e-mail and webhooks, and send what is due (beat: every
+    BDR_NOTIFY_SECONDS). Apart from the evaluation cycle, so a slow endpoint never holds it."""
+    delivery.run(timezone.now())

@@ -11,6 +11,7 @@ _NAV = [
     ("Jobs", "job_list", {Role.MSP_ADMIN, Role.TECHNICIAN}),
     ("Alerts", "alert_list", {Role.MSP_ADMIN, Role.TECHNICIAN}),
     ("Maintenance", "maintenance_list", {Role.MSP_ADMIN, Role.TECHNICIAN}),
+    ("Notifications", "notifications", {Role.MSP_ADMIN}),
     ("Restore files", "restore_home", set(Role)),
     ("Off-site", "offsite_home", set(Role)),
     ("Vaults", "vault_list", {Role.MSP_ADMIN}),

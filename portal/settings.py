@@ -337,3 +337,28 @@ CELERY_BEAT_SCHEDULE["monitoring-retention"] = {
     "task": "monitoring.tasks.check_retention",
     "schedule": crontab(hour=0, minute=20),
 }
+
+# Notifications (monitoring/delivery.py; README "Notifications"): notices are handed to
+# e-mail recipients and webhook endpoints every BDR_NOTIFY_SECONDS, BDR_NOTIFY_BATCH at a
+# time, batch after batch for at most BDR_NOTIFY_SECONDS. A failed delivery is retried after
+# BDR_NOTIFY_RETRY_BASE_SECONDS x 2^(n-1) (capped at BDR_NOTIFY_RETRY_MAX_SECONDS, ±20 %
+# jitter), BDR_NOTIFY_MAX_ATTEMPTS times in all.
+BDR_NOTIFY_BATCH = env.int("BDR_NOTIFY_BATCH", default=200)
+BDR_NOTIFY_RETRY_BASE_SECONDS = env.float("BDR_NOTIFY_RETRY_BASE_SECONDS", default=30.0)
+BDR_NOTIFY_RETRY_MAX_SECONDS = env.float("BDR_NOTIFY_RETRY_MAX_SECONDS", default=3600.0)
+BDR_NOTIFY_MAX_ATTEMPTS = env.int("BDR_NOTIFY_MAX_ATTEMPTS", default=8)
+# A webhook call gives up after BDR_WEBHOOK_TIMEOUT seconds; BDR_WEBHOOK_WORKERS calls run at
+# once; at most BDR_WEBHOOK_MAX_RESPONSE bytes of an answer are read (1,000 are kept).
+BDR_WEBHOOK_TIMEOUT = env.float("BDR_WEBHOOK_TIMEOUT", default=5.0)
+BDR_WEBHOOK_WORKERS = env.int("BDR_WEBHOOK_WORKERS", default=8)
+BDR_WEBHOOK_MAX_RESPONSE = env.int("BDR_WEBHOOK_MAX_RESPONSE", default=64 << 10)
+# After a rotation the previous secret still signs (a second signature) for this long.
+BDR_WEBHOOK_OVERLAP_HOURS = env.float("BDR_WEBHOOK_OVERLAP_HOURS", default=24.0)
+# Endpoints on loopback or private addresses (SSRF into the portal's network): refused in
+# production unless this says otherwise; allowed in development and tests.
+BDR_WEBHOOK_ALLOW_PRIVATE = env.bool("BDR_WEBHOOK_ALLOW_PRIVATE", default=not PRODUCTION)
+BDR_NOTIFY_SECONDS = env.float("BDR_NOTIFY_SECONDS", default=15.0)
+CELERY_BEAT_SCHEDULE["monitoring-deliver"] = {
+    "task": "monitoring.tasks.deliver_notices",
+    "schedule": BDR_NOTIFY_SECONDS,
+}

@@ -48,6 +48,7 @@ def build_tenant(label: str) -> Tenant:
         invoice=tenant.objects["invoice"], appliance=appliance, description=f"{label} rental"
     )
     _monitoring(tenant, label)
+    _notifications(tenant, label)
     for role in (Role.CUSTOMER_ADMIN, Role.CUSTOMER_USER):
         tenant.users[role] = f.UserFactory(role=role, customer=customer, username=f"{label}-{role}")
     tenant.objects["user"] = tenant.users[Role.CUSTOMER_USER]
@@ -72,6 +73,27 @@ def _monitoring(tenant: Tenant, label: str) -> None:
         customer=tenant.customer, appliance=tenant.objects["appliance"],
         starts_at=timezone.now(), ends_at=timezone.now() + dt.timedelta(hours=2),
         reason=f"{label} maintenance",
+    )  # fmt: skip
+
+
+def _notifications(tenant: Tenant, label: str) -> None:
+    """The tenant's own e-mail recipient and webhook endpoint, with one delivery logged."""
+    from django.utils import timezone
+
+    from monitoring.models import AlertNotice, Delivery, EmailRecipient, WebhookEndpoint
+
+    now = timezone.now()
+    tenant.objects["recipient"] = EmailRecipient.objects.create(
+        customer=tenant.customer, address=f"{label.lower()}@example.com"
+    )
+    tenant.objects["endpoint"] = WebhookEndpoint.objects.create(
+        customer=tenant.customer, name=f"{label} hook", url=f"https://{label.lower()}.example/",
+        secret="whsec_" + "A" * 44,
+    )  # fmt: skip
+    notice = AlertNotice.objects.create(alert=tenant.objects["alert"], kind="opened", at=now)
+    tenant.objects["delivery"] = Delivery.objects.create(
+        notice=notice, endpoint=tenant.objects["endpoint"], message_id=f"msg_{label}",
+        body="{}", state="failed", created_at=now, failures=1,
     )  # fmt: skip
 
 

@@ -34,6 +34,10 @@ KWARG_OBJECTS = {
     "subscription_pk": "subscription",
     "vm_pk": "vm",
     "window_pk": "maintenance",
+    # Notification targets (MSP admins only): a customer's own recipient, endpoint, delivery.
+    "recipient_pk": "recipient",
+    "endpoint_pk": "endpoint",
+    "delivery_pk": "delivery",
     # Vaults are the MSP's inventory, not a tenant's: their pages are for MSP admins only.
     "vault_pk": "vault",
 }
