@@ -58,6 +58,7 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("offsite/", include("offsite.urls")),
     path("fleet/", include("monitoring.urls")),
+    path("api-keys/", include("statusapi.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/", include(api.router.urls)),
     path("admin/", admin.site.urls),

@@ -34,6 +34,7 @@ KWARG_OBJECTS = {
     "subscription_pk": "subscription",
     "vm_pk": "vm",
     "window_pk": "maintenance",
+    "key_pk": "apikey",
     # Vaults are the MSP's inventory, not a tenant's: their pages are for MSP admins only.
     "vault_pk": "vault",
 }
@@ -44,6 +45,8 @@ API_BASENAME_OBJECTS = {
     "api-server": "server",
     "api-job": "job",
     "api-point": "point",
+    "api-status-server": "server",
+    "api-status-alert": "alert",
 }
 # Kwargs that are not tenant objects, with a harmless value.
 PLAIN_KWARGS = {"uidb64": "MQ", "token": "set-password", "format": "json", "lockout_pk": "1"}
