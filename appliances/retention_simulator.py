@@ -17,6 +17,7 @@ from appliances import retention_projection as projection
 from appliances.models import ProtectedServer
 from billing import metering, pricing
 from billing.errors import BillingError
+from billing.models import UsageSource
 from billing.subscriptions import price_book_for
 from offsite.models import OffsiteRetention
 from restores.models import RecoveryPoint
@@ -38,7 +39,7 @@ class Measured:
 @dataclass
 class MonthBill:
     month: projection.MonthProjection
-    appliance_offsite_bytes: int
+    billed_bytes: int  # the appliance's, all its servers: what the overage is on
     overage_gb: int | None = None
     overage: Decimal | None = None
 
@@ -53,6 +54,10 @@ class Simulation:
 
 def _gb(n: float) -> str:
     return f"{n / pricing.GB_BYTES:.1f} GB"
+
+
+def _day(day: dt.date) -> str:
+    return f"{day.day} {day:%b}"
 
 
 def measure(server: ProtectedServer, now: dt.datetime) -> Measured:
@@ -87,7 +92,7 @@ def measure(server: ProtectedServer, now: dt.datetime) -> Measured:
     change = added / span
     basis = (
         f"Measured: {_gb(change)} a day added on average by the recovery points of "
-        f"{len(days)} days ({min(days):%d %b} – {max(days):%d %b}); a full copy is {_gb(full)}."
+        f"{len(days)} days ({_day(min(days))} – {_day(max(days))}); a full copy is {_gb(full)}."
     )
     return Measured(full, change, len(days), False, basis)
 
@@ -117,19 +122,29 @@ def simulate(server: ProtectedServer, policy: dict, now: dt.datetime) -> Simulat
         offsite=offsite_policy, full_bytes=measured.full_bytes,
         daily_change=measured.daily_change, now=now,
     )  # fmt: skip
-    others = _other_offsite_bytes(server)
+    others, source = _other_billed_bytes(server)
     result = Simulation(measured, offsite_note=offsite_note)
-    result.months = [MonthBill(m, others + m.offsite_bytes) for m in months]
+    if source == UsageSource.LOCAL:
+        result.offsite_note += (
+            " Billed on local bytes: the appliance has no vault figure (as its invoice is)."
+        )
+    result.months = [
+        MonthBill(m, others + (m.local_bytes if source == UsageSource.LOCAL else m.offsite_bytes))
+        for m in months
+    ]
     _price(result, server, now)
     return result
 
 
-def _other_offsite_bytes(server: ProtectedServer) -> int:
-    """What the appliance's other servers keep off-site now (billing's own measure)."""
+def _other_billed_bytes(server: ProtectedServer) -> tuple[int, str]:
+    """What the appliance's other servers are billed for now, and on what (billing's own
+    measure: the vault's figure, or local bytes without one)."""
     appliance_id = server.appliance_id
-    total, _source = metering.offsite_bytes([appliance_id])[appliance_id]
-    mine = RecoveryPoint.objects.filter(server=server).aggregate(n=Sum("stored_bytes"))["n"]
-    return max(0, total - (mine or 0))
+    total, source = metering.offsite_bytes([appliance_id])[appliance_id]
+    mine = RecoveryPoint.objects.filter(server=server)
+    if source == UsageSource.VAULT:
+        mine = mine.filter(on_vault=True)
+    return max(0, total - (mine.aggregate(n=Sum("stored_bytes"))["n"] or 0)), source
 
 
 def _price(result: Simulation, server: ProtectedServer, now: dt.datetime) -> None:
@@ -147,6 +162,4 @@ def _price(result: Simulation, server: ProtectedServer, now: dt.datetime) -> Non
         f"{price.model} appliance, ${price.overage_per_gb} per GB over (all its servers)."
     )
     for bill in result.months:
-        bill.overage_gb, bill.overage = pricing.overage_charge(
-            bill.appliance_offsite_bytes, 1, price
-        )
+        bill.overage_gb, bill.overage = pricing.overage_charge(bill.billed_bytes, 1, price)
