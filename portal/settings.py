@@ -178,6 +178,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "BDR portal API",
     "VERSION": "1",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "ENUM_NAME_OVERRIDES": {"ProtectionStateEnum": "monitoring.models.ProtectionState"},
     # Integrations read the schema with their Status API key.
     "SERVE_AUTHENTICATION": [
         "statusapi.authentication.ApiKeyAuthentication",

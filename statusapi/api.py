@@ -32,9 +32,19 @@ FLEET_ROLES = frozenset({Role.MSP_ADMIN, Role.TECHNICIAN, Role.CUSTOMER_ADMIN})
 
 
 class StatusPagination(CursorPagination):
+    """Cursor pages: stable while the fleet changes, and no COUNT over it."""
+
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 500
+
+
+class ServerPagination(StatusPagination):
+    ordering = "server_id"
+
+
+class AlertPagination(StatusPagination):
+    ordering = "-id"
 
 
 class StatusApiPermission(permissions.BasePermission):
@@ -54,7 +64,6 @@ class StatusApiPermission(permissions.BasePermission):
 class StatusApiView(viewsets.GenericViewSet):
     authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
     permission_classes = [StatusApiPermission]
-    pagination_class = StatusPagination
 
     def permission_denied(self, request, message=None, code=None):
         if isinstance(request.auth, ApiKey):
@@ -97,7 +106,8 @@ class FleetView(StatusApiView):
 class ServerStatusViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StatusApiView):
     serializer_class = ServerStatusSerializer
     queryset = ServerStatus.objects.none()  # for the schema; get_queryset reads for_user
-    ordering = "server_id"
+    pagination_class = ServerPagination
+    lookup_value_regex = r"\d+"
 
     def get_queryset(self):
         statuses = ServerStatus.objects.for_user(self.request.user)
@@ -117,7 +127,8 @@ ALERT_FILTERS = [
 class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StatusApiView):
     serializer_class = AlertSerializer
     queryset = Alert.objects.none()
-    ordering = "-id"
+    pagination_class = AlertPagination
+    lookup_value_regex = r"\d+"
 
     def get_queryset(self):
         alerts = Alert.objects.for_user(self.request.user).select_related("customer")

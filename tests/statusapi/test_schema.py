@@ -18,7 +18,7 @@ from tests.factories import issue_api_key
 STATUS_PATHS = {
     "/api/status/fleet/",
     "/api/status/servers/",
-    "/api/status/servers/{id}/",
+    "/api/status/servers/{server}/",
     "/api/status/alerts/",
     "/api/status/alerts/{id}/",
     "/api/status/alerts/{id}/acknowledge/",
