@@ -55,6 +55,12 @@ class MonthProjection:
     def points(self) -> int:
         return sum(self.kept.values())
 
+    @property
+    def by_tier(self) -> list[tuple[str, int]]:
+        """(tier, points), finest first (a template cannot read a Counter's items)."""
+        order = ("intraday", "daily", "weekly", "monthly", "yearly", "latest")
+        return [(tier, self.kept[tier]) for tier in order if self.kept[tier]]
+
 
 def month_ends(now: dt.datetime, months: int = MONTHS) -> list[tuple[dt.date, dt.datetime]]:
     """(first day, last second) of this month and the ``months - 1`` after it."""

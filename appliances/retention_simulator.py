@@ -115,7 +115,11 @@ def simulate(server: ProtectedServer, policy: dict, now: dt.datetime) -> Simulat
     measured = measure(server, now)
     offsite_policy, offsite_note = _offsite(server)
     existing = sorted(
-        set(RecoveryPoint.objects.filter(server=server).values_list("taken_at", flat=True))
+        set(
+            RecoveryPoint.objects.filter(server=server)
+            .order_by()
+            .values_list("taken_at", flat=True)
+        )
     )
     months = projection.project(
         existing=existing, schedule=_schedule(server), local=AgentPolicy(**policy),

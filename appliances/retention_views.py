@@ -18,8 +18,9 @@ editor_roles_required = roles_required(Role.MSP_ADMIN, Role.TECHNICIAN, Role.CUS
 
 
 def _server(request, server_pk: int) -> ProtectedServer:
+    """The server with what every projection reads of it, in one query (404: not theirs)."""
     server = get_for_user(ProtectedServer, request.user, pk=server_pk)
-    services.ensure_defaults(server)
+    services.ensure_defaults(server)  # servers made outside the service (admin) lack them
     return server
 
 

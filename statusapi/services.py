@@ -28,7 +28,7 @@ def _digest(key: str) -> str:
 
 def _split(key: str) -> str | None:
     """The prefix of a well-formed key (``bdr_<12 hex>_<secret>``), else None."""
-    parts = key.split("_")
+    parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_MARK or len(parts[1]) != 12 or not parts[2]:
         return None
     return parts[1]

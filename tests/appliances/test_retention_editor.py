@@ -100,7 +100,7 @@ def test_too_little_history_falls_back_to_a_stated_assumption(client_for, settin
     RecoveryPointFactory(server=fresh, taken_at=NOW - dt.timedelta(hours=2), size_bytes=50 * GIB)
     html = projection(client_for(Role.TECHNICIAN), fresh)
     assert "Too little history (0 days of backups in the last 30)" in html
-    assert "assuming 2.0% of the server's 50.0 GB changes a day" in html
+    assert "assuming 2.0% of the server&#x27;s 50.0 GB changes a day" in html
 
 
 def test_bad_policy_input_says_why_and_saves_nothing(client_for, server):
@@ -142,5 +142,5 @@ def test_the_projection_takes_a_constant_number_of_queries(
     for n in range(40):
         RecoveryPointFactory(server=server, taken_at=NOW - dt.timedelta(hours=n, minutes=30),
                              size_bytes=100 * GIB, stored_bytes=GIB)  # fmt: skip
-    with django_assert_max_num_queries(16):
+    with django_assert_max_num_queries(20):  # 3 the session, 2 the savepoint
         projection(client, server)
