@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, status, viewsets
+from rest_framework import generics, mixins, permissions, status, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -61,7 +61,7 @@ class StatusApiPermission(permissions.BasePermission):
         return user.role in (MSP_ROLES if writing else FLEET_ROLES)
 
 
-class StatusApiView(viewsets.GenericViewSet):
+class StatusApiMixin:
     authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
     permission_classes = [StatusApiPermission]
 
@@ -79,18 +79,22 @@ class StatusApiView(viewsets.GenericViewSet):
             raise ValidationError({"detail": str(exc)}) from None
 
 
+class StatusApiView(StatusApiMixin, viewsets.GenericViewSet):
+    pass
+
+
 FILTERS = [
     OpenApiParameter("state", str, enum=ProtectionState.values, description="protection state"),
     OpenApiParameter("customer", int, description="one customer's servers"),
 ]
 
 
-class FleetView(StatusApiView):
+class FleetView(StatusApiMixin, generics.GenericAPIView):
     serializer_class = FleetSerializer
     pagination_class = None
 
     @extend_schema(parameters=FILTERS[1:], responses=FleetSerializer)
-    def list(self, request):
+    def get(self, request, *args, **kwargs):
         fleet_filter = self.fleet_filter()
         counts = selectors.state_counts(request.user, fleet_filter)
         short = selectors.out_of_compliance(request.user, fleet_filter).count()
@@ -172,6 +176,5 @@ def _filter_alerts(alerts, params):
     return alerts
 
 
-router.register("status/fleet", FleetView, basename="api-status-fleet")
 router.register("status/servers", ServerStatusViewSet, basename="api-status-server")
 router.register("status/alerts", AlertViewSet, basename="api-status-alert")

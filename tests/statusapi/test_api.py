@@ -14,7 +14,7 @@ from tests.statusapi.conftest import status
 pytestmark = pytest.mark.django_db
 SERVERS = reverse("api-status-server-list")
 ALERTS = reverse("api-status-alert-list")
-FLEET = reverse("api-status-fleet-list")
+FLEET = reverse("api-status-fleet")
 
 
 def names(response) -> list[str]:
