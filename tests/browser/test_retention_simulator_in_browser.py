@@ -54,9 +54,7 @@ def test_a_customer_admin_sees_the_projection_change_as_they_edit_the_policy(
         assert "Measured: 2.0 GB a day" in page.inner_text("[data-basis]")
 
         page.fill("input[name='retention-daily']", "3")
-        page.wait_for_function(
-            "document.querySelector(\"tr[data-month='2026-11'] [data-points]\").textContent === '3'"
-        )
+        page.wait_for_selector(f"{NOVEMBER} [data-points]:text-is('3')")
         assert page.inner_text(f"{NOVEMBER} [data-local]") == "104.0\xa0GB"
         assert page.inner_text(f"{NOVEMBER} [data-overage]").startswith("$27.00")
         page.screenshot(path=str(tmp_path / "retention-simulator.png"), full_page=True)
