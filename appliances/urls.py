@@ -1,6 +1,6 @@
 from django.urls import path
 
-from appliances import views
+from appliances import retention_views, views
 
 urlpatterns = [
     path("", views.appliance_list, name="appliance_list"),
@@ -11,6 +11,16 @@ urlpatterns = [
     path("<int:appliance_pk>/poll/", views.appliance_poll, name="appliance_poll"),
     path("<int:appliance_pk>/servers/new/", views.server_create, name="server_create"),
     path("servers/<int:server_pk>/", views.server_detail, name="server_detail"),
+    path(
+        "servers/<int:server_pk>/retention/",
+        retention_views.retention_edit,
+        name="retention_edit",
+    ),
+    path(
+        "servers/<int:server_pk>/retention/simulate/",
+        retention_views.retention_simulate,
+        name="retention_simulate",
+    ),
     path("servers/<int:server_pk>/backup/", views.server_backup_now, name="server_backup_now"),
     path("servers/<int:server_pk>/verify/", views.server_verify_now, name="server_verify_now"),
     path("jobs/", views.job_list, name="job_list"),

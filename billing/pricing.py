@@ -66,6 +66,12 @@ def overage_gb(total_bytes: int, samples: int, included_gb: int) -> int:
     return -(-over_bytes_days // (GB_BYTES * samples))
 
 
+def overage_charge(total_bytes: int, samples: int, price: PriceTerms) -> tuple[int, Decimal]:
+    """(GB over, amount) the month's average usage costs above the included GB."""
+    over = overage_gb(total_bytes, samples, price.included_gb)
+    return over, round_cents(price.overage_per_gb * over)
+
+
 def _prorated(monthly: Decimal, days: int, month_days: int) -> Decimal:
     return round_cents(monthly * days / month_days)
 
@@ -130,7 +136,7 @@ def subscription_lines(
 
 def _overage_line(sub: SubscriptionTerms, price: PriceTerms, label: str) -> LineDraft:
     """The off-site storage over the included GB, from the month's daily usage samples."""
-    over = overage_gb(sub.usage_bytes_total, sub.usage_samples, price.included_gb)
+    over, amount = overage_charge(sub.usage_bytes_total, sub.usage_samples, price)
     average = Decimal(sub.usage_bytes_total) / sub.usage_samples / GB_BYTES
     measured = "measured on the vault"
     if sub.usage_local_samples:
@@ -147,7 +153,7 @@ def _overage_line(sub: SubscriptionTerms, price: PriceTerms, label: str) -> Line
         f"{over} GB over (1 GB = 2^30 bytes)",
         Decimal(over),
         price.overage_per_gb,
-        round_cents(price.overage_per_gb * over),
+        amount,
         {
             "average_bytes": sub.usage_bytes_total // sub.usage_samples,
             "samples": sub.usage_samples,

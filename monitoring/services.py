@@ -18,17 +18,22 @@ MAX_WINDOW = dt.timedelta(days=14)
 
 
 @transaction.atomic
-def acknowledge_alert(alert: Alert, *, actor: User, now: dt.datetime, request=None) -> bool:
+def acknowledge_alert(
+    alert: Alert, *, actor: User | None, now: dt.datetime, request=None, via: str = ""
+) -> bool:
     """Stop an open alert's reminders and escalation; it still resolves on its own. False
-    (and no change) when it was resolved or acknowledged already."""
+    (and no change) when it was resolved or acknowledged already. ``via``: how, when not
+    on a page (e.g. "API key 1a2b3c4d5e6f"), for the audit log."""
     locked = Alert.objects.select_for_update().get(pk=alert.pk)
     if locked.resolved_at is not None or locked.acknowledged_at is not None:
         return False
     locked.acknowledged_at, locked.acknowledged_by = now, actor
     locked.save(update_fields=["acknowledged_at", "acknowledged_by"])
     notices.record(locked, NoticeKind.ACKNOWLEDGED, now, both=locked.escalated_at is not None)
-    audit.record(actor, "alert.acknowledged", locked, request=request,
-                 detail={"kind": locked.kind, "message": locked.message})  # fmt: skip
+    detail = {"kind": locked.kind, "message": locked.message}
+    if via:
+        detail["via"] = via
+    audit.record(actor, "alert.acknowledged", locked, request=request, detail=detail)
     return True
 
 

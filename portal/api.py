@@ -59,3 +59,4 @@ router.register("customers", CustomerViewSet, basename="api-customer")
 
 # Apps register their view sets on import.
 import appliances.api  # noqa: E402,F401
+import statusapi.api  # noqa: E402,F401

@@ -16,6 +16,7 @@ _NAV = [
     ("Off-site", "offsite_home", set(Role)),
     ("Vaults", "vault_list", {Role.MSP_ADMIN}),
     ("Billing", "billing_home", {Role.MSP_ADMIN}),
+    ("API keys", "apikey_list", {Role.MSP_ADMIN}),
     ("Users", "user_list", {Role.MSP_ADMIN, Role.CUSTOMER_ADMIN}),
     ("Audit log", "audit_list", {Role.MSP_ADMIN, Role.CUSTOMER_ADMIN}),
 ]

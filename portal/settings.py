@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "billing",
     "offsite",
     "monitoring",
+    "statusapi",
 ]
 
 MIDDLEWARE = [
@@ -177,6 +178,12 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "BDR portal API",
     "VERSION": "1",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "ENUM_NAME_OVERRIDES": {"ProtectionStateEnum": "monitoring.models.ProtectionState"},
+    # Integrations read the schema with their Status API key.
+    "SERVE_AUTHENTICATION": [
+        "statusapi.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
 }
 
 LOGGING = {
@@ -329,6 +336,14 @@ BDR_ALERT_REMIND_HOURS = env.float("BDR_ALERT_REMIND_HOURS", default=4.0)
 BDR_ALERT_ESCALATE_MINUTES = env.float("BDR_ALERT_ESCALATE_MINUTES", default=30.0)
 # How often the fleet page's live part refreshes in the browser (htmx).
 BDR_FLEET_REFRESH_SECONDS = env.int("BDR_FLEET_REFRESH_SECONDS", default=15)
+# Status API keys: how often a key's "last used" time is written (at most once per this).
+BDR_API_KEY_TOUCH_SECONDS = env.int("BDR_API_KEY_TOUCH_SECONDS", default=60)
+# The retention simulator: fewer days of backups than this in the last 30, and it assumes
+# this share (percent) of a server's size changes a day instead of measuring it.
+BDR_SIMULATOR_MIN_DAYS = env.int("BDR_SIMULATOR_MIN_DAYS", default=3)
+BDR_SIMULATOR_FALLBACK_CHANGE_PERCENT = env.float(
+    "BDR_SIMULATOR_FALLBACK_CHANGE_PERCENT", default=1.0
+)
 CELERY_BEAT_SCHEDULE["monitoring-evaluate"] = {
     "task": "monitoring.tasks.evaluate_fleet",
     "schedule": env.float("BDR_MONITOR_SECONDS", default=60.0),

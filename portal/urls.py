@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from portal import api, mfa_views, views
+from statusapi.api import FleetView
 
 handler400 = "portal.params.bad_request"
 
@@ -58,7 +59,9 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("offsite/", include("offsite.urls")),
     path("fleet/", include("monitoring.urls")),
+    path("api-keys/", include("statusapi.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/status/fleet/", FleetView.as_view(), name="api-status-fleet"),
     path("api/", include(api.router.urls)),
     path("admin/", admin.site.urls),
 ]

@@ -262,3 +262,15 @@ class ApplianceOffsiteFactory(factory.django.DjangoModelFactory):
 
     appliance = factory.SubFactory(ApplianceFactory)
     vault = factory.SubFactory(VaultFactory)
+
+
+def issue_api_key(customer=None, access="read", **kwargs):
+    """A Status API key issued the way the page issues one: (ApiKey, plaintext)."""
+    from statusapi import services
+
+    now = kwargs.pop("now", timezone.now())
+    actor = kwargs.pop("actor", None) or UserFactory(role=Role.MSP_ADMIN)
+    return services.issue_key(
+        name=kwargs.pop("name", "PSA"), customer=customer, access=access,
+        expires_at=kwargs.pop("expires_at", now + dt.timedelta(days=90)), actor=actor, now=now,
+    )  # fmt: skip

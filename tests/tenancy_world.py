@@ -52,6 +52,7 @@ def build_tenant(label: str) -> Tenant:
     for role in (Role.CUSTOMER_ADMIN, Role.CUSTOMER_USER):
         tenant.users[role] = f.UserFactory(role=role, customer=customer, username=f"{label}-{role}")
     tenant.objects["user"] = tenant.users[Role.CUSTOMER_USER]
+    tenant.objects["apikey"], _ = f.issue_api_key(customer=customer, name=f"{label} PSA key")
     return tenant
 
 

@@ -38,6 +38,7 @@ KWARG_OBJECTS = {
     "recipient_pk": "recipient",
     "endpoint_pk": "endpoint",
     "delivery_pk": "delivery",
+    "key_pk": "apikey",
     # Vaults are the MSP's inventory, not a tenant's: their pages are for MSP admins only.
     "vault_pk": "vault",
 }
@@ -48,6 +49,8 @@ API_BASENAME_OBJECTS = {
     "api-server": "server",
     "api-job": "job",
     "api-point": "point",
+    "api-status-server": "server",
+    "api-status-alert": "alert",
 }
 # Kwargs that are not tenant objects, with a harmless value.
 PLAIN_KWARGS = {"uidb64": "MQ", "token": "set-password", "format": "json", "lockout_pk": "1"}
