@@ -298,8 +298,8 @@ def parse_args(argv):
                         help="the moment to seed and evaluate at (default: now)")  # fmt: skip
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=25, help="per client and page")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--conn-max-age", type=int, default=60,
                         help="gunicorn's CONN_MAX_AGE: 0 opens a PostgreSQL connection per request")  # fmt: skip
