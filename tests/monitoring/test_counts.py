@@ -124,3 +124,25 @@ def test_the_dashboard_counts_no_status(client_for, fleet):
         assert client.get(reverse("fleet"), {"state": "warning", "model": "V1"}).status_code == 200
     statuses = [q["sql"] for q in ctx.captured_queries if "monitoring_serverstatus" in q["sql"]]
     assert len(statuses) == 1 and "COUNT(" not in statuses[0]
+
+
+@pytest.mark.parametrize(
+    "role, params",
+    [
+        (Role.TECHNICIAN, {"state": "warning", "model": "V1"}),
+        (Role.TECHNICIAN, {"state": "unprotected"}),
+        (Role.CUSTOMER_ADMIN, {}),
+    ],
+)
+def test_the_filtered_list_uses_a_constant_number_of_queries(
+    client, fleet, make_user, role, params, django_assert_max_num_queries
+):
+    force_login_verified(client, make_user(role, customer=fleet["acme"]))
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(reverse("fleet"), params).status_code == 200
+    for i in range(12):  # more servers of every state, for both customers
+        server(fleet["nas"], f"more{i}", 10 if i % 2 else 600)
+        server(fleet["small"], f"small{i}", 5)
+    engine.run_cycle(NOW)
+    with django_assert_max_num_queries(len(ctx.captured_queries)):
+        assert client.get(reverse("fleet"), params).status_code == 200
