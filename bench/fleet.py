@@ -156,8 +156,25 @@ def queries_of(user_id: int, path: str, headers: dict | None = None) -> int:
     return len(ctx.captured_queries)
 
 
-def start_gunicorn(url: str, port: int, workers: int, threads: int) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "false", "ALLOWED_HOSTS": "127.0.0.1"}
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(CPU seconds the machine has been busy, those of process ``pid`` and its children):
+    /proc, so a page's CPU per request can be split between gunicorn, the client and the
+    rest (PostgreSQL)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+    pids = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    own = 0
+    for p in pids:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        own += int(fields[11]) + int(fields[12])  # utime, stime
+    return busy / tick, own / tick
+
+
+def start_gunicorn(args) -> subprocess.Popen:
+    url, port, workers, threads = args.database_url, args.port, args.workers, args.threads
+    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "false", "ALLOWED_HOSTS": "127.0.0.1",
+           "CONN_MAX_AGE": str(args.conn_max_age)}  # fmt: skip
     command = [str(Path(sys.executable).with_name("gunicorn")), "portal.wsgi",
                "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads",
                str(threads), "--worker-class", "gthread", "--log-level", "warning"]  # fmt: skip
@@ -227,6 +244,22 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line.format(*header), rule] + [line.format(*r) for r in rows])
 
 
+def measure_page(args, server_pid: int, cookie: str, path, headers) -> list[str]:
+    """Latencies, throughput and CPU per request of one page under load."""
+    busy, web = cpu_seconds(server_pid)
+    client = time.process_time()
+    latencies, elapsed = load(args.port, cookie, path, args.clients, args.requests, headers)
+    n = len(latencies)
+    client = (time.process_time() - client) / n * 1000
+    after = cpu_seconds(server_pid)
+    busy, web = (after[0] - busy) / n * 1000, (after[1] - web) / n * 1000
+    p95 = percentile(latencies, 95) * 1000
+    return [*(f"{percentile(latencies, p) * 1000:.0f}" for p in (50, 95, 99)),
+            f"{max(latencies) * 1000:.0f}", f"{n / elapsed:.0f}", f"{busy:.1f}", f"{web:.1f}",
+            f"{client:.1f}", f"{busy - web - client:.1f}",
+            "met" if p95 <= PAGE_P95_MS else "MISSED"]  # fmt: skip
+
+
 def measure_pages(args, seeded_servers: list[int], tech: int, admin: int) -> list[list[str]]:
     pages = [
         ("dashboard (technician)", tech, "/fleet/", None),
@@ -238,20 +271,15 @@ def measure_pages(args, seeded_servers: list[int], tech: int, admin: int) -> lis
         ("servers out of retention", tech, "/fleet/retention/", None),
     ]  # fmt: skip
     cookies = {tech: session_cookie(tech), admin: session_cookie(admin)}
-    server = start_gunicorn(args.database_url, args.port, args.workers, args.threads)
+    server = start_gunicorn(args)
     rows = []
     try:
         for label, user, path, headers in pages:
             sample = path(random.Random(0)) if callable(path) else path
             queries = queries_of(user, sample, headers)
             load(args.port, cookies[user], path, args.clients, 3, headers)  # warm up
-            latencies, elapsed = load(args.port, cookies[user], path, args.clients,
-                                      args.requests, headers)  # fmt: skip
-            p95 = percentile(latencies, 95) * 1000
-            rows.append([label, str(queries), f"{percentile(latencies, 50) * 1000:.0f}",
-                         f"{p95:.0f}", f"{max(latencies) * 1000:.0f}",
-                         f"{len(latencies) / elapsed:.0f}",
-                         "met" if p95 <= PAGE_P95_MS else "MISSED"])  # fmt: skip
+            rows.append([label, str(queries), *measure_page(args, server.pid, cookies[user],
+                                                            path, headers)])  # fmt: skip
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -270,11 +298,14 @@ def parse_args(argv):
                         help="the moment to seed and evaluate at (default: now)")  # fmt: skip
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=25, help="per client and page")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--conn-max-age", type=int, default=60,
+                        help="gunicorn's CONN_MAX_AGE: 0 opens a PostgreSQL connection per request")  # fmt: skip
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--reuse", action="store_true")
+    parser.add_argument("--pages-only", action="store_true", help="with --reuse: no cycles")
     return parser.parse_args(argv)
 
 
@@ -304,7 +335,7 @@ def main(argv=None) -> int:
             with connection.cursor() as cur:
                 cur.execute("VACUUM (ANALYZE)")
             seeded.seconds["total, with VACUUM ANALYZE"] = time.perf_counter() - mark
-        cycles, retention = measure_cycles(now)
+        cycles, retention = measure_cycles(now) if not args.pages_only else ([], ["-"] * 3)
         pages = measure_pages(args, seeded.server_ids, seeded.tech_id, seeded.customer_admin_id)
     finally:
         if quiet:
@@ -329,7 +360,14 @@ def report(args, plan, seeded, cycles, retention, pages) -> int:
         f"\npages under gunicorn, {args.clients} concurrent clients x {args.requests} requests "
         f"(target p95 <= {PAGE_P95_MS:.0f} ms)"
     )
-    print(table(["page", "queries", "p50 ms", "p95 ms", "max ms", "req/s", "p95 target"], pages))
+    print(table(["page", "queries", "p50 ms", "p95 ms", "p99 ms", "max ms", "req/s",
+                 "CPU ms/req", "gunicorn", "client", "rest (PostgreSQL)", "p95 target"],
+                pages))  # fmt: skip
+    print(
+        "CPU ms/req: the machine's busy CPU time per request while the page was measured "
+        f"(with {args.clients} clients always waiting, p50 is about {args.clients} x it / "
+        f"{os.cpu_count()} cores)"
+    )
     problems = [r[0] for r in pages if r[-1] != "met"]
     problems += [
         f"cycle '{r[0]}' took {r[1]}" for r in cycles[1:] if float(r[1][:-2]) > CYCLE_SECONDS

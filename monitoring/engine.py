@@ -1,7 +1,8 @@
 """The evaluation cycle: every server's protection state, then alerts on state flips.
 
 One cycle (``run_cycle``) reads the fleet's facts in a fixed number of queries, evaluates
-each server (monitoring/protection.py), writes the statuses that changed, folds each
+each server (monitoring/protection.py), writes the statuses that changed and the counts
+by state the fleet pages show (monitoring/counts.py), folds each
 subject's alarm level into its memory (monitoring/hysteresis.py), raises or resolves the
 alerts that hysteresis decides, and makes the reminders and escalations that are due
 (monitoring/notices.py). It writes nothing when nothing changed. Cycles never overlap: each
@@ -17,7 +18,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from appliances.models import ENGINE_ALERT_KINDS, Alert, Severity
-from monitoring import notices
+from monitoring import counts, notices
 from monitoring.facts import Fleet, load_fleet
 from monitoring.hysteresis import BAD, Timing, Track, decide, observe
 from monitoring.models import Alarm, AlarmLevel, ServerStatus
@@ -51,6 +52,7 @@ def timing() -> Timing:
 class CycleReport:
     servers: int = 0
     statuses_written: int = 0
+    counts_written: int = 0
     alarms_written: int = 0
     raised: list[int] = field(default_factory=list)
     resolved: list[int] = field(default_factory=list)
@@ -67,6 +69,7 @@ def run_cycle(now: dt.datetime, appliance_ids=None) -> CycleReport:
         verdicts = {sid: evaluate(f, now, rules()) for sid, f in fleet.servers.items()}
         report = CycleReport(servers=len(verdicts))
         report.statuses_written = write_statuses(verdicts, fleet, now)
+        report.counts_written = counts.refresh(appliance_ids)
         apply_alarms(observations(fleet, verdicts), fleet, now, report)
         report.notices += notices.remind_and_escalate(now, fleet, appliance_ids)
     return report

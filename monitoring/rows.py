@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
-from monitoring.models import ProtectionState, ServerStatus
+from monitoring.models import ProtectionState
 
 SENTINEL = "987654321"  # a pk no table reaches, replaced by the row's own
 LABELS = {value: escape(str(label)) for value, label in ProtectionState.choices}
@@ -62,27 +62,28 @@ class FleetRows:
             return escape(text)
         return f'<a href="{self._url(pattern, pk)}">{escape(text)}</a>'
 
-    def row(self, status: ServerStatus) -> SafeString:
-        server = status.server
-        appliance = server.appliance
+    def row(self, status: dict) -> SafeString:
+        """One row from the values ``selectors.fleet_servers`` gives."""
+        server_id, appliance_id = status["server_id"], status["appliance_id"]
         last = "never"
-        if status.last_point_at:
-            when, since = shown(status.last_point_at), ago(status.last_point_at, self.now)
+        if status["last_point_at"]:
+            when, since = shown(status["last_point_at"]), ago(status["last_point_at"], self.now)
             last = f"{when}<br><small>{since} ago</small>"
-        retention = {None: "not checked", True: "compliant", False: "short"}[status.retention_ok]
-        state = escape(status.state)
+        retention = {None: "not checked", True: "compliant", False: "short"}[status["retention_ok"]]
+        state = escape(status["state"])
+        server = status["hostname"] or status["name"]
         return mark_safe(  # noqa: S308 (every value below is escaped)
-            f'<tr class="protection-row-{state}" data-server="{escape(server.name)}">'
-            f'<td><span class="protection protection-{state}">{LABELS[status.state]}</span>'
-            f"<br><small>since {shown(status.since)}</small></td>"
-            f"<td>{self._link(self.server_url, server.pk, str(server))}</td>"
-            f"<td>{self._link(self.appliance_url, appliance.pk, appliance.name)} "
-            f"<small>{escape(appliance.model)}</small></td>"
-            f'<td><a href="{escape(self._narrow("customer", appliance.customer_id))}">'
-            f"{escape(appliance.customer.name)}</a> · "
-            f'<a href="{escape(self._narrow("site", appliance.site_id))}">'
-            f"{escape(appliance.site.name)}</a></td>"
-            f'<td class="reason">{escape(status.reason or "backed up within its RPO")}</td>'
-            f'<td>{last}</td><td><a href="{self._url(self.retention_url, server.pk)}">'
+            f'<tr class="protection-row-{state}" data-server="{escape(status["name"])}">'
+            f'<td><span class="protection protection-{state}">{LABELS[status["state"]]}</span>'
+            f"<br><small>since {shown(status['since'])}</small></td>"
+            f"<td>{self._link(self.server_url, server_id, server)}</td>"
+            f"<td>{self._link(self.appliance_url, appliance_id, status['appliance'])} "
+            f"<small>{escape(status['model'])}</small></td>"
+            f'<td><a href="{escape(self._narrow("customer", status["customer_id"]))}">'
+            f"{escape(status['customer'])}</a> · "
+            f'<a href="{escape(self._narrow("site", status["site_id"]))}">'
+            f"{escape(status['site'])}</a></td>"
+            f'<td class="reason">{escape(status["reason"] or "backed up within its RPO")}</td>'
+            f'<td>{last}</td><td><a href="{self._url(self.retention_url, server_id)}">'
             f"{retention}</a></td></tr>"
         )

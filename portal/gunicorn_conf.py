@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import os
 
+# Each thread keeps its PostgreSQL connection for a minute: opening one per request (Django's
+# default, 0) costs a backend process and its catalog caches every time (bench/fleet.py).
+os.environ.setdefault("CONN_MAX_AGE", "60")
+
 bind = [os.environ.get("BDR_BIND", "127.0.0.1:8000")]
 worker_class = "gthread"
 workers = int(os.environ.get("BDR_WEB_WORKERS", "4"))

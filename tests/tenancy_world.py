@@ -63,6 +63,7 @@ def _monitoring(tenant: Tenant, label: str) -> None:
 
     from django.utils import timezone
 
+    from monitoring import counts
     from monitoring.models import MaintenanceWindow, ServerStatus
 
     ServerStatus.objects.create(
@@ -70,6 +71,7 @@ def _monitoring(tenant: Tenant, label: str) -> None:
         reason=f"{label} never backed up", retention_ok=False,
         retention_summary=f"{label} 3 dailies missing",
     )  # fmt: skip
+    counts.refresh()  # as the cycle that wrote the status would
     tenant.objects["maintenance"] = MaintenanceWindow.objects.create(
         customer=tenant.customer, appliance=tenant.objects["appliance"],
         starts_at=timezone.now(), ends_at=timezone.now() + dt.timedelta(hours=2),
