@@ -275,7 +275,7 @@ def step_incremental(w: World, rounds: int, change: float) -> dict:
     got: dict[str, list[float]] = {"replicate": [], "rsync": [], "replicate 40 GiB": []}
     try:
         for r in range(rounds):
-            at = f"2025-03-01T08:{15 * (r + 1):02d}:00Z" if r < 3 else f"2025-03-01T{9 + r}:00:00Z"
+            at = _after_the_newest(w.store, r)
             subprocess.run([PY, str(MKVOL), "mutate", str(w.volume), str(change), "--seed",
                             str(100 + r)], check=True)  # fmt: skip
             timed(agent("--store", str(w.store), "backup", "srv1", str(w.volume), "--at", at))
@@ -295,6 +295,16 @@ def step_incremental(w: World, rounds: int, change: float) -> dict:
     best = {tool: min(times) for tool, times in got.items()}
     return {**best, "ratio": best["replicate"] / best["rsync"],
             "ratio_40": best["replicate 40 GiB"] / best["replicate"], "rounds": got}  # fmt: skip
+
+
+def _after_the_newest(store: Path, r: int) -> str:
+    """A quarter of an hour after the store's newest point (a kept workdir has some)."""
+    import datetime as dt
+
+    stamps = [p.stem for p in (store / "servers").rglob("*.idx")]
+    newest = max((dt.datetime.strptime(t, "%Y%m%dT%H%M%SZ") for t in stamps),
+                 default=dt.datetime(2025, 3, 1, 8))  # fmt: skip
+    return (newest + dt.timedelta(minutes=15)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def step_latency(w: World) -> dict:
