@@ -44,6 +44,23 @@ def test_an_opened_alert_is_mailed_once_to_each_recipient_of_its_channel(lab, ad
     assert len(mail.outbox) == 2  # one message per notice per recipient
 
 
+def test_an_unacknowledged_critical_alert_escalates_to_the_escalation_recipients(lab, admin):
+    notify_services.add_recipient(customer=None, address="oncall@msp.example", primary=True,
+                                  escalation=False, actor=admin)  # fmt: skip
+    notify_services.add_recipient(customer=None, address="boss@msp.example", primary=False,
+                                  escalation=True, actor=admin)  # fmt: skip
+    opened = raise_alert(lab)
+    deliver(lab.clock, opened.at)
+    assert [m.to for m in mail.outbox] == [["oncall@msp.example"]]
+    later = opened.at + dt.timedelta(minutes=30)  # BDR_ALERT_ESCALATE_MINUTES
+    lab.cycle(later)
+    deliver(lab.clock, later)
+    escalated = mail.outbox[1]
+    assert escalated.to == ["boss@msp.example"] and len(mail.outbox) == 2
+    assert ": Escalated, nobody acknowledged: dc01.corp.local on lab-nas: " in escalated.subject
+    assert "on the escalation channel" in escalated.body
+
+
 def test_mail_that_cannot_be_sent_is_retried_later(admin, clock, settings):
     import socket
 
