@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from rest_framework.test import APIClient
 
+from monitoring import counts
 from monitoring.models import STATE_RANK, ServerStatus
 from tests.factories import (
     AlertFactory,
@@ -39,6 +40,7 @@ def fleet(db):
     status(dc01, "unprotected", "no backup since 4 Nov 10:00 UTC")
     status(fs01, "protected")
     status(web01, "warning", "appliance disk 90% full", retention_ok=False)
+    counts.refresh()  # as the cycle that wrote the statuses would
     return {
         "acme": acme, "globex": globex, "dc01": dc01, "fs01": fs01, "web01": web01,
         "acme_alert": AlertFactory(appliance=acme_nas, server=dc01, kind="protection",
