@@ -39,6 +39,11 @@ def on_starting(server) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     from portal.bind_guard import PublicBindRefused, check_bind
 
+    # As many connections per worker as threads, whatever set the threads (--threads on the
+    # command line wins over this file): a worker allowed more accepts a request it cannot
+    # serve while slow downloads hold every thread, instead of leaving it to another worker.
+    server.cfg.set("worker_connections", server.cfg.threads)
+
     for address in server.cfg.bind:
         if address.startswith(("unix:", "fd://")):
             continue

@@ -86,9 +86,13 @@ def _link(user, tenant) -> str:
 def gunicorn(tmp_path):
     port = free_port()
     args = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "python:portal.gunicorn_conf",
-            "-b", f"127.0.0.1:{port}", "-w", "2", "--threads", "4", "portal.wsgi"]  # fmt: skip
+            "-b", f"127.0.0.1:{port}", "portal.wsgi"]  # fmt: skip
+    # Workers and threads through the settings gunicorn_conf reads, not -w/--threads: its
+    # worker_connections follows BDR_WEB_THREADS, and a worker allowed more connections than
+    # threads accepts a request it cannot serve while slow downloads hold its threads.
     env = environment(DATABASE_URL=child_database_url(), BDR_DOWNLOADS_PER_USER="2",
-                      BDR_DOWNLOADS_PER_CUSTOMER="4")  # fmt: skip
+                      BDR_DOWNLOADS_PER_CUSTOMER="4", BDR_WEB_WORKERS="2",
+                      BDR_WEB_THREADS="4")  # fmt: skip
     with open(tmp_path / "gunicorn.log", "w") as log:
         server = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
