@@ -5,8 +5,9 @@ override it. The README's "Running the portal" explains the numbers.
 - ``gthread`` workers: a download streams for minutes, waiting on the appliance and on the
   client; threads wait cheaply, and the master's ``timeout`` watches the worker process, not
   one long request (the sync worker would kill a download after ``timeout`` seconds).
-- ``worker_connections = threads``: a worker whose threads are all busy stops accepting, so
-  a new request goes to a worker with a free thread instead of queueing behind downloads.
+- ``worker_connections = threads`` (set in ``on_starting``, after the command line): a worker
+  whose threads are all busy stops accepting, so a new request goes to a worker with a free
+  thread instead of queueing behind downloads.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ bind = [os.environ.get("BDR_BIND", "127.0.0.1:8000")]
 worker_class = "gthread"
 workers = int(os.environ.get("BDR_WEB_WORKERS", "4"))
 threads = int(os.environ.get("BDR_WEB_THREADS", "8"))
-worker_connections = threads
 keepalive = 0  # every thread serves requests; the reverse proxy keeps clients' connections
 # A worker that stops answering its master for this long is killed and replaced.
 timeout = int(os.environ.get("BDR_WEB_TIMEOUT", "60"))
