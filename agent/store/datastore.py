@@ -25,6 +25,7 @@ from agent.errors import DamageFound, StoreError, UsageError, WrongKey
 from agent.store.catalog import Catalog, PointRecord, index_digest
 from agent.store.chunkstore import ChunkStore, write_atomic
 from agent.store.codec import ChunkCodec
+from agent.store.directio import AlignedBuffers
 from agent.store.framecodec import FrameCodec
 from agent.store.frames import BaseDamaged, is_framed
 from agent.store.keys import StorageKey, load_key_file
@@ -125,6 +126,10 @@ class Store:
         self.codec = ChunkCodec(key, level=level)  # format 1
         self.frames = FrameCodec(key, self.block_size, level=level)  # format 2
         self.locks_dir = root / "locks"
+        # Per-thread buffers chunk files are read into when decoding (a blob, a delta's
+        # base): reused, so a read costs the copy, not a new mapping's page faults.
+        self._blob_reads = AlignedBuffers()
+        self._base_reads = AlignedBuffers()
 
     @classmethod
     def open(cls, root: str | os.PathLike, key_file: str | os.PathLike | None = None) -> Store:
@@ -172,6 +177,27 @@ class Store:
         """A delta's base chunk file (BaseDamaged if missing or unreadable)."""
         return self.load_blob(chunk_id, base=True)
 
+    def _read_blob(self, chunk_id: bytes, buffers: AlignedBuffers, base: bool = False):
+        """``load_blob`` into this thread's buffer from ``buffers``: a view valid until the
+        thread's next read into the same buffers (decoding only; nothing may keep it)."""
+        error = BaseDamaged if base else DamageFound
+        what = f"{'base ' if base else ''}chunk {chunk_id.hex()}"
+        try:
+            with open(self.chunks.path(chunk_id), "rb", buffering=0) as f:
+                size = os.fstat(f.fileno()).st_size
+                view = buffers.get(size)
+                got = 0
+                while got < size and (n := f.readinto(view[got:size])):
+                    got += n
+        except FileNotFoundError:
+            raise error(f"{what} is missing") from None
+        except OSError as exc:
+            raise error(f"{what} is unreadable: {exc.strerror}") from None
+        return view[:got]  # shorter than the file said: its authentication fails
+
+    def _read_base(self, chunk_id: bytes):
+        return self._read_blob(chunk_id, self._base_reads, base=True)
+
     def blob_is_authentic(self, chunk_id: bytes, blob: bytes) -> bool:
         """Whether ``blob`` is chunk ``chunk_id`` sealed under this store's key, of any
         layout: every AES-GCM tag checks out (nothing decompressed, a delta's base not
@@ -183,18 +209,18 @@ class Store:
     def decode_chunk_into(self, chunk_id: bytes, length: int, out: memoryview) -> None:
         """The plaintext of chunk ``chunk_id`` into ``out[:length]`` (a delta's base read
         too); DamageFound (or BaseDamaged) names what is wrong."""
-        blob = self.load_blob(chunk_id)
+        blob = self._read_blob(chunk_id, self._blob_reads)
         if is_framed(blob):
-            self.frames.decode_into(blob, chunk_id, length, out, self.load_base)
+            self.frames.decode_into(blob, chunk_id, length, out, self._read_base)
         else:
-            self.codec.decode_into(blob, chunk_id, length, out)
+            self.codec.decode_into(bytes(blob), chunk_id, length, out)
 
     def decode_chunk(self, chunk_id: bytes, length: int) -> bytes | bytearray:
         """``decode_chunk_into`` a new buffer."""
-        blob = self.load_blob(chunk_id)
+        blob = self._read_blob(chunk_id, self._blob_reads)
         if is_framed(blob):
-            return self.frames.decode(blob, chunk_id, length, self.load_base)
-        return self.codec.decode(blob, chunk_id, length)
+            return self.frames.decode(blob, chunk_id, length, self._read_base)
+        return self.codec.decode(bytes(blob), chunk_id, length)
 
     @property
     def gc_grace(self) -> float:
