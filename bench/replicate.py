@@ -43,6 +43,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -139,8 +140,53 @@ async def _relay(listen: int, target: int, delay: float) -> None:
         await server.serve_forever()
 
 
-def start_relay(listen: int, target: int, delay_ms: float) -> subprocess.Popen:
-    proc = subprocess.Popen([PY, __file__, "--relay", str(listen), str(target), str(delay_ms)])
+def _thread_pump(src, dst, delay: float) -> None:
+    """One direction of one connection: a thread reads, another writes each piece once it
+    is ``delay`` old (the sockets' calls release the GIL, so directions run in parallel)."""
+    import queue
+    import threading
+
+    pieces: queue.SimpleQueue = queue.SimpleQueue()
+
+    def forward():
+        while (item := pieces.get())[1]:
+            wait = item[0] - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                dst.sendall(item[1])
+            except OSError:
+                break
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=forward, daemon=True)
+    writer.start()
+    try:
+        while data := src.recv(1 << 20):
+            pieces.put((time.monotonic() + delay, data))
+    except OSError:
+        pass
+    pieces.put((0.0, b""))
+    writer.join()
+
+
+def _thread_relay(listen: int, target: int, delay: float) -> None:
+    import threading
+
+    server = socket.create_server(("127.0.0.1", listen))
+    while True:
+        down, _ = server.accept()
+        up = socket.create_connection(("127.0.0.1", target))
+        for src, dst in ((down, up), (up, down)):
+            threading.Thread(target=_thread_pump, args=(src, dst, delay), daemon=True).start()
+
+
+def start_relay(listen: int, target: int, delay_ms: float, kind: str = "async") -> subprocess.Popen:
+    proc = subprocess.Popen([PY, __file__, "--relay", str(listen), str(target), str(delay_ms),
+                             "--relay-kind", kind])  # fmt: skip
     time.sleep(1.0)
     return proc
 
@@ -489,10 +535,14 @@ def main() -> int:
     ap.add_argument("--steps", default="first,incremental,latency,throttle,cuts,seed")
     ap.add_argument("--keep", action="store_true", help="keep the workdir (volumes are reused)")
     ap.add_argument("--relay", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--relay-kind", default="async", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.relay:
         listen, target, delay = args.relay
-        asyncio.run(_relay(int(listen), int(target), float(delay) / 1000))
+        if args.relay_kind == "threads":
+            _thread_relay(int(listen), int(target), float(delay) / 1000)
+        else:
+            asyncio.run(_relay(int(listen), int(target), float(delay) / 1000))
         return 0
     args.workdir.mkdir(parents=True, exist_ok=True)
     w = World(args.workdir, args.size_mib)  # volumes and stores made before the quiet hold

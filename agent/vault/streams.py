@@ -28,6 +28,7 @@ QUEUED = 2  # blobs waiting for a connection's writer
 # Measured through a 100 ms relay on 2 cores: 8 connections 83-90 MB/s, 12: 86, 16: 69
 # (each adds an ssh, an sshd and a vault serve process competing for the same CPUs).
 MAX_STREAMS = 8
+CHANNELS = 1  # sessions per SSH connection (OpenSSH ControlMaster); 1: a connection each
 RTT_PER_STREAM = 0.0125  # one more connection per 12.5 ms of round trip
 OPEN_AT_ONCE = 8  # below sshd's default MaxStartups (10 unauthenticated connections)
 
@@ -140,20 +141,39 @@ def streams_for(rtt: float) -> int:
     return max(1, min(MAX_STREAMS, math.ceil(rtt / RTT_PER_STREAM)))
 
 
-def open_more(first: VaultConnection, opener: Callable[[], VaultConnection], count: int) -> list:
-    """``first`` and ``count - 1`` more connections, opened 8 at a time; if one fails, the
+def open_more(
+    first: VaultConnection,
+    opener: Callable[[int], VaultConnection],
+    count: int,
+    first_wave: set[int] | frozenset[int] = frozenset(),
+) -> list:
+    """``first`` and ``count - 1`` more connections (``opener(n)`` opens the n-th), those of
+    ``first_wave`` (SSH masters) before the others, at most 8 at a time; if one fails, the
     others are closed and the error raised."""
-    conns, failure = [first], None
+    conns: dict[int, VaultConnection] = {0: first}
+    failure = None
+    todo = [n for n in range(1, count) if n in first_wave]
+    todo += [n for n in range(1, count) if n not in first_wave]
+    waves, wave = [], []
+    for n in todo:  # a wave never mixes masters with the sessions that need them
+        if wave and (len(wave) == OPEN_AT_ONCE or (n in first_wave) != (wave[0] in first_wave)):
+            waves.append(wave)
+            wave = []
+        wave.append(n)
+    waves += [wave] if wave else []
     with ThreadPoolExecutor(OPEN_AT_ONCE) as pool:
-        while len(conns) < count and failure is None:
-            wave = [pool.submit(opener) for _ in range(min(OPEN_AT_ONCE, count - len(conns)))]
-            for future in wave:
+        for wave in waves:
+            futures = {n: pool.submit(opener, n) for n in wave}
+            for n, future in futures.items():
                 try:
-                    conns.append(future.result())
+                    conns[n] = future.result()
                 except BaseException as exc:  # noqa: BLE001 - raised below, once all are in
                     failure = failure or exc
+            if failure is not None:
+                break
+    ordered = [conns[n] for n in sorted(conns)]
     if failure is not None:
-        for conn in conns[1:]:
+        for conn in reversed(ordered[1:]):  # sessions before the masters carrying them
             conn.close()
         raise failure
-    return conns
+    return ordered

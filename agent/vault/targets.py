@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,8 +110,15 @@ def ensure_identity(path: Path, comment: str) -> Path:
     return path
 
 
-def serve_argv(target: Target, known_hosts: Path | None = None, identity: Path | None = None):
-    """The command that reaches ``vault serve`` for ``target``."""
+def serve_argv(
+    target: Target,
+    known_hosts: Path | None = None,
+    identity: Path | None = None,
+    mux: tuple[Path, bool] | None = None,
+):
+    """The command that reaches ``vault serve`` for ``target``. ``mux`` (SSH only) is
+    (control socket, master?): the master's connection carries the other sessions of
+    the same socket as channels of its own (OpenSSH ControlMaster), no new handshake."""
     if target.kind != "ssh":
         return [sys.executable, "-m", "agent", "vault", "serve", target.path]
     if known_hosts is None or identity is None or pinned_key(known_hosts, target) is None:
@@ -117,19 +126,30 @@ def serve_argv(target: Target, known_hosts: Path | None = None, identity: Path |
             f"no host key pinned for vault {target.pin_name}: pin it first (--host-key); "
             "a vault's key is never accepted on first use"
         )
+    shared = []
+    if mux is not None:
+        socket, master = mux
+        # a session never starts a master of its own (with no master listening it would
+        # make a connection of its own: slower, still correct)
+        shared = ["-o", f"ControlPath={socket}", "-o",
+                  "ControlMaster=yes" if master else "ControlMaster=no"]  # fmt: skip
     return ["ssh", "-T", "-i", str(identity), "-p", str(target.port),
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", "IdentitiesOnly=yes", "-o", "Compression=no", "-c", CIPHERS,
-            "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
+            "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", *shared,
             f"{target.user}@{target.host}", "bdr-agent", "vault", "serve", target.path]  # fmt: skip
 
 
 def connect(
-    target: Target, known_hosts: Path | None = None, identity: Path | None = None
+    target: Target,
+    known_hosts: Path | None = None,
+    identity: Path | None = None,
+    mux: tuple[Path, bool] | None = None,
 ) -> VaultConnection:
-    """A greeted connection to the target's ``vault serve``."""
-    conn = VaultConnection(serve_argv(target, known_hosts, identity), label=target.text)
+    """A greeted connection to the target's ``vault serve`` (see ``serve_argv`` for
+    ``mux``; a master's control socket is usable once this returns)."""
+    conn = VaultConnection(serve_argv(target, known_hosts, identity, mux), label=target.text)
     try:
         conn.hello()
     except BaseException:
@@ -138,14 +158,20 @@ def connect(
     return conn
 
 
+def close_all(conns: list[VaultConnection]) -> None:
+    """Close ``conns``, the last opened first: a ControlMaster's connection ends only
+    once the sessions it carries have, so its sessions go before it."""
+    for conn in reversed(conns):
+        conn.close()
+
+
 @contextlib.contextmanager
 def all_closed(conns: list[VaultConnection]):
     """``conns`` in a with block that closes every one of them."""
     try:
         yield conns
     finally:
-        for conn in conns:
-            conn.close()
+        close_all(conns)
 
 
 def connect_streams(
@@ -153,18 +179,48 @@ def connect_streams(
     known_hosts: Path | None = None,
     identity: Path | None = None,
     streams: int | None = None,
+    channels: int | None = None,
 ) -> list[VaultConnection]:
     """Greeted connections for sending: ``streams`` of them, or (None) as many as the
-    measured round trip needs (see ``agent.vault.streams``). Close them all when done."""
-    from agent.vault.streams import open_more, round_trip, streams_for
+    measured round trip needs (see ``agent.vault.streams``). To an SSH vault, each SSH
+    connection carries up to ``channels`` of them as sessions (None: the default of
+    ``agent.vault.streams``): each session has a flow-control window of its own, and
+    the handshakes, ssh and sshd processes are per connection. Close them all when done."""
+    from agent.vault.streams import CHANNELS, open_more, round_trip, streams_for
 
+    per = max(1, channels or CHANNELS) if target.kind == "ssh" else 1
     first = connect(target, known_hosts, identity)
     try:
         count = streams if streams else streams_for(round_trip(first))
-        return open_more(first, lambda: connect(target, known_hosts, identity), count)
+        if per == 1 or count <= 2:
+            return open_more(first, lambda _: connect(target, known_hosts, identity), count)
+        # the first connection stays on its own (lacks, commits); the others go in groups
+        # of ``per``: a master and the sessions it carries
+        sockets = _MuxSockets()
+        try:
+            masters = {n for n in range(1, count) if (n - 1) % per == 0}
+
+            def opener(n: int) -> VaultConnection:
+                mux = (sockets.folder / str((n - 1) // per), n in masters)
+                return connect(target, known_hosts, identity, mux)
+
+            return open_more(first, opener, count, first_wave=masters)
+        finally:
+            sockets.remove()  # sessions only need a socket to open: nobody else may
     except BaseException:
         first.close()
         raise
+
+
+class _MuxSockets:
+    """ControlMaster sockets of one run, in a private folder (0700) with a short path .
+    A master keeps its connection when its socket is removed; new sessions cannot join."""
+
+    def __init__(self):
+        self.folder = Path(tempfile.mkdtemp(prefix="bdr-mux-"))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class Opening:
@@ -187,5 +243,4 @@ class Opening:
             conns = self._future.result()
         except BaseException:  # noqa: BLE001 - nothing was opened: nothing to close
             return
-        for conn in conns:
-            conn.close()
+        close_all(conns)
