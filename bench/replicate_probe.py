@@ -172,7 +172,8 @@ def run_raw(w, conns: int, channels: int, delay: str, relay_kind: str, total_mib
         relay = subprocess.Popen([bench.PY, str(REPO / "bench/replicate.py"), "--relay", str(port),
                                   str(w.sshd.port), delay, "--relay-kind", relay_kind])  # fmt: skip
         time.sleep(1.0)
-    ssh = w.rsync_ssh.replace(f"-p {w.sshd.port}", f"-p {port}")
+    alias = f"-o HostKeyAlias=[127.0.0.1]:{w.sshd.port}"
+    ssh = w.rsync_ssh.replace(f"-p {w.sshd.port}", f"-p {port} {alias}")
     tmp = Path(tempfile.mkdtemp(prefix="probe-"))
     each = (total_mib << 20) // (conns * channels)
     masters, shells = [], []

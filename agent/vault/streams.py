@@ -145,25 +145,17 @@ def open_more(
     first: VaultConnection,
     opener: Callable[[int], VaultConnection],
     count: int,
-    first_wave: set[int] | frozenset[int] = frozenset(),
+    at_once: int = OPEN_AT_ONCE,
 ) -> list:
-    """``first`` and ``count - 1`` more connections (``opener(n)`` opens the n-th), those of
-    ``first_wave`` (SSH masters) before the others, at most 8 at a time; if one fails, the
+    """``first`` and ``count - 1`` more connections (``opener(n)`` opens the n-th), at most
+    ``at_once`` at a time (new SSH connections: sshd's MaxStartups); if one fails, the
     others are closed and the error raised."""
     conns: dict[int, VaultConnection] = {0: first}
     failure = None
-    todo = [n for n in range(1, count) if n in first_wave]
-    todo += [n for n in range(1, count) if n not in first_wave]
-    waves, wave = [], []
-    for n in todo:  # a wave never mixes masters with the sessions that need them
-        if wave and (len(wave) == OPEN_AT_ONCE or (n in first_wave) != (wave[0] in first_wave)):
-            waves.append(wave)
-            wave = []
-        wave.append(n)
-    waves += [wave] if wave else []
-    with ThreadPoolExecutor(OPEN_AT_ONCE) as pool:
-        for wave in waves:
-            futures = {n: pool.submit(opener, n) for n in wave}
+    todo = list(range(1, count))
+    with ThreadPoolExecutor(max(1, min(at_once, len(todo)))) as pool:
+        for start in range(0, len(todo), at_once):
+            futures = {n: pool.submit(opener, n) for n in todo[start : start + at_once]}
             for n, future in futures.items():
                 try:
                     conns[n] = future.result()
