@@ -163,7 +163,10 @@ def connect(
 def close_all(conns: list[VaultConnection]) -> None:
     """Close ``conns``: all are told the requests are over at once (each ending costs a
     round trip, 16 in a row 2-3 s at 100 ms), then waited for, the last opened first (a
-    ControlMaster's connection ends only once the sessions it carries have)."""
+    ControlMaster's connection ends only once the sessions it carries have). Those still
+    opening (``Connections``) are waited for first."""
+    if isinstance(conns, Connections):
+        conns.finish()
     for conn in reversed(conns):
         conn.end_requests()
     for conn in reversed(conns):
@@ -187,13 +190,15 @@ def connect_streams(
     channels: int | None = None,
 ) -> list[VaultConnection]:
     """Greeted connections for sending: ``streams`` of them, or (None) as many as the
-    measured round trip needs (see ``agent.vault.streams``). To an SSH vault, each SSH
+    measured round trip needs (see ``agent.vault.streams``): then only the first is open
+    when this returns, the others join the list as they open (``Connections``), so the
+    first blobs go out meanwhile. To an SSH vault, each SSH
     connection carries up to ``channels`` of them as sessions (None: the default of
     ``agent.vault.streams``): each session has a flow-control window of its own, while
     handshakes, ssh and sshd processes are per connection. The first connection is a
     ControlMaster then (its socket is removed once the others are open), so more
     sessions cost no handshake. Close them all when done (``close_all``)."""
-    from agent.vault.streams import CHANNELS, open_more, round_trip, streams_for
+    from agent.vault.streams import CHANNELS, OPEN_AT_ONCE, open_more, round_trip, streams_for
 
     per = max(1, channels or CHANNELS) if target.kind == "ssh" else 1
     sockets = _MuxSockets() if per > 1 else None
@@ -202,10 +207,14 @@ def connect_streams(
     except BaseException:
         sockets.remove() if sockets else None
         raise
+    handed = False  # the sockets, to ``Connections`` (which removes them when done)
     try:
         count = streams if streams else streams_for(round_trip(first))
         if sockets is None or count == 1:
-            return open_more(first, lambda _: connect(target, known_hosts, identity), count)
+            opener = lambda _: connect(target, known_hosts, identity)  # noqa: E731
+            if streams or count == 1:
+                return open_more(first, opener, count)
+            return Connections(first, opener, count, OPEN_AT_ONCE)
         # in groups of ``per``: a master (the first connection is the first one) and the
         # sessions it carries; a session waits for its master's handshake, no longer
         masters = {0: threading.Event()}
@@ -222,13 +231,53 @@ def connect_streams(
             finally:
                 masters[group].set()  # its sessions fail fast if it did not come up
 
-        return open_more(first, opener, count, at_once=count)
+        if streams:
+            return open_more(first, opener, count, at_once=count)
+        handed = True
+        return Connections(first, opener, count, count, sockets)
     except BaseException:
         first.close()
         raise
     finally:
-        if sockets is not None:
+        if sockets is not None and not handed:
             sockets.remove()  # sessions only need a socket to open: nobody else may
+
+
+class Connections(list):
+    """The first connection, and the others as they open (a thread opens them, ``at_once``
+    at a time). One that fails to open is left out (the run goes on with fewer; its
+    error is kept in ``failures``); ``finish`` waits until all have been tried and removes
+    the control sockets."""
+
+    def __init__(self, first, opener, count: int, at_once: int, sockets=None):
+        super().__init__([first])
+        self.failures: list[BaseException] = []
+        self._sockets = sockets
+        self._thread = threading.Thread(
+            target=self._open, args=(opener, count, at_once), name="bdr-connect", daemon=True
+        )
+        self._thread.start()
+
+    def _open(self, opener, count: int, at_once: int) -> None:
+        from concurrent.futures import as_completed
+
+        try:
+            with ThreadPoolExecutor(max(1, min(at_once, count - 1))) as pool:
+                for start in range(1, count, at_once):
+                    wave = [
+                        pool.submit(opener, n) for n in range(start, min(count, start + at_once))
+                    ]
+                    for future in as_completed(wave):
+                        try:
+                            self.append(future.result())
+                        except BaseException as exc:  # noqa: BLE001 - the run goes on with fewer
+                            self.failures.append(exc)
+        finally:
+            if self._sockets is not None:
+                self._sockets.remove()
+
+    def finish(self) -> None:
+        self._thread.join()
 
 
 class _MuxSockets:
