@@ -14,10 +14,15 @@ What it measures (agent/README.md has the figures), on a store of one mkvol poin
   and 36 GiB of hole) and replicated to its own vault: its time within 1.2x of the 4 GiB
   store's (the cost follows the new bytes, not the store).
 - latency: a first replication of the store through a relay that delays each direction
-  by 50 ms (100 ms round trip) vs the same relay at 0 ms; target: >= 0.8x the throughput.
-  (netem would be the natural tool, but this kernel has no sch_netem; the relay delays
-  every byte, so SSH's channel window and our acknowledgements see the round trip, while
-  TCP's own window does not.)
+  by 50 ms (100 ms round trip) vs the same relay at 0 ms, rounds alternating, the best
+  rate of each; target: >= 0.8x the throughput. (netem would be the natural tool, but
+  this kernel has no sch_netem, nor sch_fq for an eBPF departure-time delay; tbf, htb and
+  clsact do not delay. The relay, one Python process, delays every byte, so SSH's channel
+  windows and our acknowledgements see the round trip, while TCP's own window does not;
+  it costs 0.2-0.4 of a core itself, which lowers the 0 ms figure too: 8 streams 174-197
+  MB/s through it at 0 ms, 296-300 MB/s without it. ``--relay-kind threads``, a thread per
+  direction and connection, measured the same: 186 and 129 MB/s against 194 and 131.)
+  ``bench/replicate_probe.py`` breaks a run down by process.
 - throttle: --limit 4M and --limit 512kbit for 70 s each; the rate the vault received over
   the minute after the first 10 s; target: within 5% of the limit.
 - cuts: 20 cuts (the ssh client, the sender, the vault's serve, killed in turn at seeded

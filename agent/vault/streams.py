@@ -65,6 +65,11 @@ class _Stream:
                     self.acks.append((pending, len(data)))
                     while self._unacked() > ACK_WINDOW:
                         self._ack_oldest()
+                    # answers already here count off now: ``load`` is then what is queued
+                    # or in flight, not what was ever sent (a stream that opened late
+                    # would otherwise take every blob until it caught up, the others idle)
+                    while self.acks and self.acks[0][0].done:
+                        self._ack_oldest()
                 else:
                     self._done(len(data))
             except BaseException as exc:  # noqa: BLE001 - the sending thread raises it
@@ -116,7 +121,9 @@ class Streams:
         for stream in self._streams:
             if stream.error is not None:
                 raise stream.error
-        min(self._streams, key=lambda s: s.load).put(blob_id, data, digest)
+        # the least loaded stream with room in its queue (else the least loaded: wait)
+        free = [s for s in self._streams if not s.queue.full()] or self._streams
+        min(free, key=lambda s: s.load).put(blob_id, data, digest)
 
     def settle(self) -> None:
         for stream in self._streams:
