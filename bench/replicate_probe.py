@@ -263,6 +263,7 @@ def main() -> int:
                 print("   ", r["error"])
     finally:
         sshd.stop()
+        w.stop()
     (w.work / "probe.json").write_text(json.dumps(rows, indent=1))
     return 0
 
