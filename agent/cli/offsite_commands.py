@@ -26,6 +26,7 @@ def cmd_replicate(args) -> int:
         "order": args.order,
         "servers": args.server,
         "streams": args.streams,
+        "channels": args.channels,
     }
     result = run_replicate(store_path(args), params, progress_of(args))
     summary = (
@@ -140,6 +141,7 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--limit", help="bytes/s (512K, 4M, 20mbit; default: the settings)")
     p.add_argument("--windows", help="'mon-fri 08:00-18:00 512kbit; * * 20mbit' (first match)")
     p.add_argument("--streams", type=count, help="connections (default: by the round trip)")
+    p.add_argument("--channels", type=count, help="of them per SSH connection (default 1)")
     p = sub.add_parser("repair", parents=[common], help="fetch damaged chunks from a vault")
     p.add_argument("--from", dest="source", required=True, help="the vault (TARGET)")
     p.add_argument("--host-key", help="pin the vault host's key ('ssh-ed25519 AAAA...')")

@@ -74,7 +74,12 @@ def cmd_vault_replicate(args) -> int:
         lambda: rate_at(windows, limit, dt.datetime.now(dt.UTC), zone("UTC")), on_wait=progress.beat
     )
     result = replicate_vault(
-        vault, target, pace=throttle.take, progress=progress, streams=args.streams
+        vault,
+        target,
+        pace=throttle.take,
+        progress=progress,
+        streams=args.streams,
+        channels=args.channels,
     )
     summary = [
         f"{app['appliance']}: {app['points_sent']} point(s) sent, "
@@ -148,6 +153,7 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--windows", help="'mon-fri 08:00-18:00 20mbit; * * off' (UTC)")
     p.add_argument("--host-key", help="pin the target host's key ('ssh-ed25519 AAAA...')")
     p.add_argument("--streams", type=count, help="connections (default: by the round trip)")
+    p.add_argument("--channels", type=count, help="of them per SSH connection (default 1)")
     p = vault_sub.add_parser("retention", parents=[common], help="apply the off-site policies")
     p.add_argument("dir")
     p.add_argument("--now", help="ISO-8601 (default now)")

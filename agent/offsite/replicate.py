@@ -144,15 +144,18 @@ def replicate(
     on_commit: Callable[[str, dict], None] | None = None,
     policies: dict[str, dict] | None = None,
     streams: int | None = None,
+    channels: int | None = None,
 ) -> dict:
     """Send every point the vault does not hold whole (and did not retire); a summary.
     ``policies`` (server -> off-site retention policy) go to the vault first. ``streams``
-    connections carry the blobs (None: as many as the round trip needs). The run's
+    connections carry the blobs (None: as many as the round trip needs), ``channels`` of them
+    per SSH connection (``targets.connect_streams``). The run's
     progress and each commit are kept in the off-site state as it goes."""
     if order not in ORDERS:
         raise UsageError(f"order must be one of {', '.join(ORDERS)}")
     known_hosts, identity = vault_files(store.root)
-    opening = Opening(target, known_hosts, identity, streams)  # the handshake runs meanwhile
+    # the handshake runs meanwhile
+    opening = Opening(target, known_hosts, identity, streams, channels)
     lock_name = "replicate-" + hashlib.sha256(target.text.encode()).hexdigest()[:16]
     try:
         with StoreLock(store.locks_dir, lock_name, "replicate"):

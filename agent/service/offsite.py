@@ -68,6 +68,7 @@ def run_replicate(store_root: Path, params: dict, progress: Progress) -> dict:
         pace=bucket.take,
         policies=policies,
         streams=params.get("streams") or None,
+        channels=params.get("channels") or None,
     )
 
 

@@ -17,9 +17,12 @@ import re
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from agent.errors import DamageFound, UsageError
-from agent.store.keys import StorageKey
+
+if TYPE_CHECKING:  # the vault reads point ids with this module and never loads a cipher
+    from agent.store.keys import StorageKey
 
 ZERO_ID = bytes(32)  # an all-zero (or hole) chunk: nothing stored
 ID_BYTES = 32

@@ -154,11 +154,16 @@ class VaultConnection:
             self._stderr.append(line.decode(errors="replace"))
 
     # -- end -----------------------------------------------------------------------------
-    def close(self) -> None:
+    def end_requests(self) -> None:
+        """Tell the vault no more requests come (it finishes storing, then ends);
+        ``close`` waits for that."""
         try:
             self.proc.stdin.close()
         except OSError:
             pass
+
+    def close(self) -> None:
+        self.end_requests()
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -68,9 +68,11 @@ def replicate_vault(
     pace: Callable[[int], None] | None = None,
     progress: Progress | None = None,
     streams: int | None = None,
+    channels: int | None = None,
 ) -> dict:
     """Send every appliance's points on to ``target``; a summary per appliance. ``streams``
-    connections carry the blobs (None: as many as the round trip needs)."""
+    connections carry the blobs (None: as many as the round trip needs), ``channels`` of
+    them per SSH connection (``targets.connect_streams``)."""
     if vault.root is None:
         raise UsageError("vault replicate needs the vault's directory (its pins and key)")
     root = Path(vault.root)
@@ -80,7 +82,9 @@ def replicate_vault(
     (root / "locks").mkdir(exist_ok=True)
     with (
         StoreLock(root / "locks", lock, "vault replicate"),
-        all_closed(connect_streams(target, root / "known_hosts", identity, streams)) as conns,
+        all_closed(
+            connect_streams(target, root / "known_hosts", identity, streams, channels)
+        ) as conns,
     ):
         progress.start("vault replicate", 0)
         results = [_replicate_app(vault, conns, a, pace, progress) for a in vault.appliances()]

@@ -234,6 +234,9 @@ class SessionLog:
         self._fold_dead_sessions()
         self.pid = os.getpid()
         self.record = {"pid": self.pid, "started_at": utc_now(), "appliance": only or None}
+        client = os.environ.get("SSH_CONNECTION", "").split()[:2]  # sessions of one connection
+        if len(client) == 2:  # share its address and port (ControlMaster)
+            self.record["ssh_client"] = " ".join(client)
         write_json_atomic(self.folder / f"{self.pid}.json", self.record)
         self.received = 0
         fd = os.open(self.folder / f"{self.pid}.received", os.O_RDWR | os.O_CREAT, 0o600)

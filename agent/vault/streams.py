@@ -2,9 +2,10 @@
 writer thread, so a full pipe on one never stalls the others.
 
 Why several: SSH gives each channel a flow-control window (2 MiB with OpenSSH), so one
-connection carries at most window / round trip (20 MB/s at 100 ms) however deep our own
-pipelining is. ``connect_streams`` measures the round trip and opens enough connections to
-keep a long link full (one on a LAN). Lack queries and commits stay on the first
+channel carries at most window / round trip (20 MB/s at 100 ms) however deep our own
+pipelining is. ``connect_streams`` measures the round trip and opens enough sessions to
+keep a long link full (one on a LAN), several per SSH connection (ControlMaster), and
+blobs go out on the first while the others open. Lack queries and commits stay on the first
 connection; blobs go to whichever connection has the least queued and unacknowledged.
 Before a commit, the other connections' ``vault serve`` processes are asked to ``sync``
 (store what they received), since the commit checks that every blob is there.
@@ -25,10 +26,13 @@ from agent.vault.protocol import VaultRefused
 
 ACK_WINDOW = 64 << 20  # bytes sent and not yet acknowledged on one connection
 QUEUED = 2  # blobs waiting for a connection's writer
-# Measured through a 100 ms relay on 2 cores: 8 connections 83-90 MB/s, 12: 86, 16: 69
-# (each adds an ssh, an sshd and a vault serve process competing for the same CPUs).
-MAX_STREAMS = 8
-RTT_PER_STREAM = 0.0125  # one more connection per 12.5 ms of round trip
+# Streams are sessions (SSH channels), 8 per SSH connection (sshd's default MaxSessions is
+# 10): each has its own 2 MiB window, the connection's ssh and sshd carry them all. Through
+# the bench's 100 ms relay (bench/replicate_probe.py, 2 cores): 8 sessions ~122-131 MB/s
+# steady, raw ssh the same (the windows: ~15 MB/s a session); 16 sessions ~185-225 MB/s.
+MAX_STREAMS = 16
+CHANNELS = 8  # sessions per SSH connection (OpenSSH ControlMaster); 1: a connection each
+RTT_PER_STREAM = 0.00625  # one more session per 6.25 ms of round trip (16 at 100 ms)
 OPEN_AT_ONCE = 8  # below sshd's default MaxStartups (10 unauthenticated connections)
 
 
@@ -60,6 +64,11 @@ class _Stream:
                                              blob=blob_id.hex(), **known)  # fmt: skip
                     self.acks.append((pending, len(data)))
                     while self._unacked() > ACK_WINDOW:
+                        self._ack_oldest()
+                    # answers already here count off now: ``load`` is then what is queued
+                    # or in flight, not what was ever sent (a stream that opened late
+                    # would otherwise take every blob until it caught up, the others idle)
+                    while self.acks and self.acks[0][0].done:
                         self._ack_oldest()
                 else:
                     self._done(len(data))
@@ -102,14 +111,19 @@ class Streams:
     """The connections blobs go out on (the first also carries lacks and commits)."""
 
     def __init__(self, conns: list[VaultConnection], app: str, paced: Callable[[int], None]):
-        self.conns = conns
-        self._streams = [_Stream(conn, app, paced) for conn in conns]
+        self.conns = conns  # ``targets.Connections`` grows while blobs go out
+        self.app, self.paced = app, paced
+        self._streams = [_Stream(conn, app, paced) for conn in list(conns)]
 
     def put(self, blob_id: bytes, data, digest: bytes) -> None:
+        while len(self._streams) < len(self.conns):  # a connection that opened meanwhile
+            self._streams.append(_Stream(self.conns[len(self._streams)], self.app, self.paced))
         for stream in self._streams:
             if stream.error is not None:
                 raise stream.error
-        min(self._streams, key=lambda s: s.load).put(blob_id, data, digest)
+        # the least loaded stream with room in its queue (else the least loaded: wait)
+        free = [s for s in self._streams if not s.queue.full()] or self._streams
+        min(free, key=lambda s: s.load).put(blob_id, data, digest)
 
     def settle(self) -> None:
         for stream in self._streams:
@@ -117,7 +131,7 @@ class Streams:
 
     def sync(self) -> None:
         """The other connections' vault processes have stored what they received."""
-        for pending in [conn.send("sync") for conn in self.conns[1:]]:
+        for pending in [stream.conn.send("sync") for stream in self._streams[1:]]:
             pending.result()
 
     def close(self) -> None:
@@ -140,20 +154,31 @@ def streams_for(rtt: float) -> int:
     return max(1, min(MAX_STREAMS, math.ceil(rtt / RTT_PER_STREAM)))
 
 
-def open_more(first: VaultConnection, opener: Callable[[], VaultConnection], count: int) -> list:
-    """``first`` and ``count - 1`` more connections, opened 8 at a time; if one fails, the
+def open_more(
+    first: VaultConnection,
+    opener: Callable[[int], VaultConnection],
+    count: int,
+    at_once: int = OPEN_AT_ONCE,
+) -> list:
+    """``first`` and ``count - 1`` more connections (``opener(n)`` opens the n-th), at most
+    ``at_once`` at a time (new SSH connections: sshd's MaxStartups); if one fails, the
     others are closed and the error raised."""
-    conns, failure = [first], None
-    with ThreadPoolExecutor(OPEN_AT_ONCE) as pool:
-        while len(conns) < count and failure is None:
-            wave = [pool.submit(opener) for _ in range(min(OPEN_AT_ONCE, count - len(conns)))]
-            for future in wave:
+    conns: dict[int, VaultConnection] = {0: first}
+    failure = None
+    todo = list(range(1, count))
+    with ThreadPoolExecutor(max(1, min(at_once, len(todo)))) as pool:
+        for start in range(0, len(todo), at_once):
+            futures = {n: pool.submit(opener, n) for n in todo[start : start + at_once]}
+            for n, future in futures.items():
                 try:
-                    conns.append(future.result())
+                    conns[n] = future.result()
                 except BaseException as exc:  # noqa: BLE001 - raised below, once all are in
                     failure = failure or exc
+            if failure is not None:
+                break
+    ordered = [conns[n] for n in sorted(conns)]
     if failure is not None:
-        for conn in conns[1:]:
+        for conn in reversed(ordered[1:]):  # sessions before the masters carrying them
             conn.close()
         raise failure
-    return conns
+    return ordered

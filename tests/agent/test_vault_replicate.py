@@ -155,13 +155,36 @@ def test_several_connections_carry_the_blobs_and_the_point_is_whole(source, ssh_
     vault_dir, host, target = ssh_vault
     pin = ("--host-key", host.host_key)
     code, out, err = cli_json(
-        "--store", str(store.root), "replicate", target, *pin, "--streams", "3"
+        "--store", str(store.root), "replicate", target, *pin, "--streams", "3", "--channels", "1"
     )
     assert code == 0, err
     assert out["points_sent"] == 3
     sessions = (vault_dir / "sessions" / "log.jsonl").read_text().splitlines()
     received = [json.loads(line)["received"] for line in sessions]
     assert len(received) == 3 and sum(1 for r in received if r > 0) >= 2
+    assert len({json.loads(line)["ssh_client"] for line in sessions}) == 3
+    vault = open_vault(vault_dir)
+    assert [p["point"] for p in vault.points(appliance_id(store.root))] == ids
+    assert cli_json("vault", "verify", str(vault_dir))[0] == 0
+
+
+def test_several_sessions_share_an_ssh_connection(source, ssh_vault, tmp_path, monkeypatch):
+    """5 streams, 2 per SSH connection: 3 connections (ControlMaster), each session a vault
+    process of its own; the control sockets' folder is gone afterwards."""
+    store, ids = source
+    vault_dir, host, target = ssh_vault
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    pin = ("--host-key", host.host_key)
+    code, out, err = cli_json(
+        "--store", str(store.root), "replicate", target, *pin, "--streams", "5", "--channels", "2"
+    )
+    assert code == 0, err
+    assert out["points_sent"] == 3
+    sessions = [json.loads(line) for line in (vault_dir / "sessions" / "log.jsonl").open()]
+    assert len(sessions) == 5 and sum(1 for s in sessions if s["received"] > 0) >= 3
+    assert len({s["ssh_client"] for s in sessions}) == 3
+    assert list((tmp_path / "tmp").iterdir()) == []
     vault = open_vault(vault_dir)
     assert [p["point"] for p in vault.points(appliance_id(store.root))] == ids
     assert cli_json("vault", "verify", str(vault_dir))[0] == 0
