@@ -141,7 +141,7 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--limit", help="bytes/s (512K, 4M, 20mbit; default: the settings)")
     p.add_argument("--windows", help="'mon-fri 08:00-18:00 512kbit; * * 20mbit' (first match)")
     p.add_argument("--streams", type=count, help="connections (default: by the round trip)")
-    p.add_argument("--channels", type=count, help="of them per SSH connection (default 1)")
+    p.add_argument("--channels", type=count, help="streams per SSH connection (default 8)")
     p = sub.add_parser("repair", parents=[common], help="fetch damaged chunks from a vault")
     p.add_argument("--from", dest="source", required=True, help="the vault (TARGET)")
     p.add_argument("--host-key", help="pin the vault host's key ('ssh-ed25519 AAAA...')")

@@ -153,7 +153,7 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--windows", help="'mon-fri 08:00-18:00 20mbit; * * off' (UTC)")
     p.add_argument("--host-key", help="pin the target host's key ('ssh-ed25519 AAAA...')")
     p.add_argument("--streams", type=count, help="connections (default: by the round trip)")
-    p.add_argument("--channels", type=count, help="of them per SSH connection (default 1)")
+    p.add_argument("--channels", type=count, help="streams per SSH connection (default 8)")
     p = vault_sub.add_parser("retention", parents=[common], help="apply the off-site policies")
     p.add_argument("dir")
     p.add_argument("--now", help="ISO-8601 (default now)")

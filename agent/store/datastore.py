@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -110,6 +111,19 @@ def _check_layout(store_format: int, chunk_size: int, block_size: int, rebase: i
         raise UsageError("rebase percent must be between 0 and 100")
 
 
+@contextlib.contextmanager
+def _chunk_file_errors(chunk_id: bytes, base: bool):
+    """A chunk file that cannot be read as DamageFound (BaseDamaged for a base)."""
+    error = BaseDamaged if base else DamageFound
+    what = f"{'base ' if base else ''}chunk {chunk_id.hex()}"
+    try:
+        yield
+    except FileNotFoundError:
+        raise error(f"{what} is missing") from None
+    except OSError as exc:
+        raise error(f"{what} is unreadable: {exc.strerror}") from None
+
+
 class Store:
     """An open store. Opening checks the key before anything is written."""
 
@@ -164,14 +178,8 @@ class Store:
 
     def load_blob(self, chunk_id: bytes, base: bool = False) -> bytes:
         """A chunk file's bytes; DamageFound (BaseDamaged for a base) if missing/unreadable."""
-        error = BaseDamaged if base else DamageFound
-        what = f"{'base ' if base else ''}chunk {chunk_id.hex()}"
-        try:
+        with _chunk_file_errors(chunk_id, base):
             return self.chunks.get(chunk_id)
-        except FileNotFoundError:
-            raise error(f"{what} is missing") from None
-        except OSError as exc:
-            raise error(f"{what} is unreadable: {exc.strerror}") from None
 
     def load_base(self, chunk_id: bytes) -> bytes:
         """A delta's base chunk file (BaseDamaged if missing or unreadable)."""
@@ -180,19 +188,12 @@ class Store:
     def _read_blob(self, chunk_id: bytes, buffers: AlignedBuffers, base: bool = False):
         """``load_blob`` into this thread's buffer from ``buffers``: a view valid until the
         thread's next read into the same buffers (decoding only; nothing may keep it)."""
-        error = BaseDamaged if base else DamageFound
-        what = f"{'base ' if base else ''}chunk {chunk_id.hex()}"
-        try:
-            with open(self.chunks.path(chunk_id), "rb", buffering=0) as f:
-                size = os.fstat(f.fileno()).st_size
-                view = buffers.get(size)
-                got = 0
-                while got < size and (n := f.readinto(view[got:size])):
-                    got += n
-        except FileNotFoundError:
-            raise error(f"{what} is missing") from None
-        except OSError as exc:
-            raise error(f"{what} is unreadable: {exc.strerror}") from None
+        with _chunk_file_errors(chunk_id, base), open(self.chunks.path(chunk_id), "rb", 0) as f:
+            size = os.fstat(f.fileno()).st_size
+            view = buffers.get(size)
+            got = 0
+            while got < size and (n := f.readinto(view[got:size])):
+                got += n
         return view[:got]  # shorter than the file said: its authentication fails
 
     def _read_base(self, chunk_id: bytes):

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,8 +259,6 @@ class Connections(list):
         self._thread.start()
 
     def _open(self, opener, count: int, at_once: int) -> None:
-        from concurrent.futures import as_completed
-
         try:
             with ThreadPoolExecutor(max(1, min(at_once, count - 1))) as pool:
                 for start in range(1, count, at_once):
